@@ -1,0 +1,35 @@
+# `make demo` and `make test` each build .venv themselves on a fresh machine.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+
+.PHONY: demo test lint serve bench clean
+
+$(VENV)/.base: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[email]"
+	touch $@
+
+# torch==2.13.0 is the CPU build that lies on this kind of machine's disk
+$(VENV)/.dev: $(VENV)/.base
+	$(PY) -m pip install -q -e ".[dev,email,torch]"
+	touch $@
+
+demo: $(VENV)/.base
+	$(VENV)/bin/autoresearch run artifacts/cooling -n 20 --proposer auto
+
+test: $(VENV)/.dev
+	$(PY) -m pytest -q
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+serve: $(VENV)/.base
+	$(VENV)/bin/autoresearch serve
+
+bench: $(VENV)/.dev
+	$(PY) bench/overhead.py
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,16 @@
+"""Predict the temperature of a cup of tea as it cools (Newton's law of cooling).
+
+This is the editable file of the bundled example study: the researcher changes it, the fixed
+evaluate.py scores it on measurements it never sees (data/valid.csv).
+"""
+
+import math
+
+ROOM_C = 25.0  # temperature of the room
+START_C = 95.0  # temperature when the tea is poured
+RATE = 0.08  # cooling rate, per minute
+
+
+def predict(minute: float) -> float:
+    """Temperature in degrees Celsius, `minute` minutes after pouring."""
+    return ROOM_C + (START_C - ROOM_C) * math.exp(-RATE * minute)

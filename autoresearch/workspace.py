@@ -1,0 +1,161 @@
+"""The git workspace: a worktree of the study's repository on branch autoresearch/<study>.
+
+The branch head is the champion. Candidates are commits on that branch; a discard is a hard reset
+back to the champion. The user's own checkout is never touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import git
+
+from autoresearch.study import Study
+
+
+IDENTITY = {  # commits on the study branch are the tool's, whatever git config says
+    "GIT_AUTHOR_NAME": "autoresearch",
+    "GIT_AUTHOR_EMAIL": "autoresearch@localhost",
+    "GIT_COMMITTER_NAME": "autoresearch",
+    "GIT_COMMITTER_EMAIL": "autoresearch@localhost",
+}
+
+
+class GuardViolation(Exception):
+    """A candidate changed something it may not: it is rejected before it runs."""
+
+
+def _under(path: str, roots: list[str]) -> bool:
+    parts = Path(path).parts
+    return any(parts[: len(Path(r).parts)] == Path(r).parts for r in roots)
+
+
+def hash_paths(root: Path, paths: list[str]) -> dict[str, str]:
+    """sha256 of every file under the given repo-relative paths (files or folders)."""
+    hashes: dict[str, str] = {}
+    for rel in paths:
+        target = root / rel
+        files = sorted(p for p in target.rglob("*") if p.is_file()) if target.is_dir() else [target]
+        for f in files:
+            key = f.relative_to(root).as_posix()
+            hashes[key] = hashlib.sha256(f.read_bytes()).hexdigest() if f.exists() else "missing"
+    return hashes
+
+
+class Workspace:
+    """One worktree of a study. `slot` names extra worktrees for parallel candidates later."""
+
+    def __init__(self, study: Study, slot: str = "worktree") -> None:
+        self.study = study
+        self.branch = f"autoresearch/{study.name}"
+        self.path = study.state_dir / slot
+        self.origin = git.Repo(study.repo_root)
+
+    # set-up ----------------------------------------------------------------------------
+
+    def open(self) -> Workspace:
+        """Create the branch and the worktree if missing; never touch the user's checkout."""
+        self._exclude_state_dir()
+        if self.branch not in [h.name for h in self.origin.heads]:
+            if not self.origin.head.is_valid():
+                raise GuardViolation(f"{self.study.repo_root}: the repository has no commit yet")
+            self.origin.create_head(self.branch, self.origin.head.commit)
+        if not (self.path / ".git").exists():
+            self.origin.git.worktree("prune")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.origin.git.worktree("add", str(self.path), self.branch)
+        return self
+
+    def _exclude_state_dir(self) -> None:
+        """Keep runs/ out of the user's `git status` when it lives inside their repository."""
+        try:
+            rel = self.study.state_dir.relative_to(self.study.repo_root).parts[0]
+        except ValueError:
+            return
+        exclude = Path(self.origin.git_dir) / "info" / "exclude"
+        line = f"/{rel}/"
+        text = exclude.read_text() if exclude.exists() else ""
+        if line not in text.splitlines():
+            exclude.parent.mkdir(parents=True, exist_ok=True)
+            exclude.write_text(text + ("" if text.endswith("\n") or not text else "\n") + line + "\n")
+
+    @property
+    def repo(self) -> git.Repo:
+        return git.Repo(self.path)
+
+    @property
+    def study_dir(self) -> Path:
+        """The study folder inside the worktree: where the evaluator runs."""
+        return self.path / self.study.rel
+
+    def head(self) -> str:
+        return self.repo.head.commit.hexsha
+
+    # reading ---------------------------------------------------------------------------
+
+    def editable_files(self) -> dict[str, str]:
+        """The editable files at the current head, repo-relative path -> text."""
+        out: dict[str, str] = {}
+        for rel in self.study.editable:
+            target = self.path / rel
+            files = sorted(p for p in target.rglob("*") if p.is_file()) if target.is_dir() else [target]
+            for f in files:
+                try:
+                    out[f.relative_to(self.path).as_posix()] = f.read_text()
+                except UnicodeDecodeError:
+                    continue
+        return out
+
+    def protected_hashes(self) -> dict[str, str]:
+        return hash_paths(self.path, self.study.protected)
+
+    def diff(self, old: str, new: str) -> str:
+        return self.repo.git.diff(old, new)
+
+    # changing --------------------------------------------------------------------------
+
+    def apply(self, files: dict[str, str], message: str) -> tuple[str, int, int]:
+        """Write a candidate's files and commit them. Returns (sha, lines added, lines removed)."""
+        forbidden = [p for p in files if not _under(p, self.study.editable)]
+        if forbidden:
+            raise GuardViolation(f"candidate changes non-editable paths: {', '.join(forbidden)}")
+        for rel, text in files.items():
+            target = self.path / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+        repo = self.repo
+        repo.git.add("--", *files)
+        if not repo.is_dirty(index=True, working_tree=False):
+            raise GuardViolation("candidate changes nothing")
+        with repo.git.custom_environment(**IDENTITY):
+            repo.git.commit("-m", message or "(no hypothesis)", "--no-verify")
+        return self.head(), *self.line_counts("HEAD~1", "HEAD")
+
+    def check_commit(self, old: str, new: str, protected: dict[str, str]) -> None:
+        """Reject a commit that touches a non-editable path or leaves a protected file changed."""
+        changed = self.repo.git.diff("--name-only", old, new).splitlines()
+        outside = [p for p in changed if not _under(p, self.study.editable)]
+        if outside:
+            raise GuardViolation(f"candidate changes non-editable paths: {', '.join(outside)}")
+        self.check_protected(protected)
+
+    def check_protected(self, expected: dict[str, str]) -> None:
+        now = self.protected_hashes()
+        bad = sorted(k for k in expected.keys() | now.keys() if expected.get(k) != now.get(k))
+        if bad:
+            raise GuardViolation(f"protected files changed: {', '.join(bad)}")
+
+    def line_counts(self, old: str, new: str) -> tuple[int, int]:
+        added = removed = 0
+        for line in self.repo.git.diff("--numstat", old, new).splitlines():
+            a, r, _ = line.split("\t", 2)
+            added += int(a) if a.isdigit() else 0
+            removed += int(r) if r.isdigit() else 0
+        return added, removed
+
+    def reset(self, sha: str) -> None:
+        """Back to a known commit: drop the candidate commit and anything it left behind."""
+        repo = self.repo
+        repo.git.reset("--hard", sha)
+        repo.git.clean("-fd")

@@ -1,0 +1,164 @@
+"""Per-experiment orchestration overhead of a campaign, against a plain-Python floor.
+
+A no-op study (the evaluator prints a constant) is hill-climbed by `mutate` under a real Prefect
+server. Overhead = (campaign wall time - campaign set-up) / experiments - evaluator time. The floor
+does the same write, commit, subprocess and reset in plain Python. Then the parts are timed one
+by one (an empty flow run, an empty task, our own steps) to name what dominates the difference.
+
+    .venv/bin/python bench/overhead.py [-n 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+STUDY = """name: noop
+editable: [model.py]
+protected: [evaluate.py]
+evaluator: {kind: command, command: python evaluate.py, timeout_s: 30}
+metric: {name: score, direction: minimize}
+"""
+IDENTITY = {
+    "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@localhost",
+    "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@localhost",
+}
+
+
+def make_repo(root: Path) -> Path:
+    folder = root / "noop"
+    folder.mkdir(parents=True)
+    (folder / "study.yaml").write_text(STUDY)
+    (folder / "model.py").write_text("A = 1.0\nB = 2.0\nC = 3.0\nD = 4.0\n")
+    (folder / "evaluate.py").write_text("print('score: 1.0')\n")
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "init"]):
+        subprocess.run(["git", "-C", str(root), *args], check=True, env=os.environ | IDENTITY)
+    return folder
+
+
+def timed(fn, repeat: int) -> float:  # noqa: ANN001
+    start = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    return (time.perf_counter() - start) / repeat
+
+
+def evaluator_time(folder: Path, repeat: int) -> float:
+    from autoresearch.study import load_study
+    from evaluators import make_evaluator
+
+    study = load_study(folder)
+    evaluator = make_evaluator(study)
+    log = Path(tempfile.mkdtemp()) / "e.log"
+    return statistics.median(evaluator.evaluate(folder, log).duration_s for _ in range(repeat))
+
+
+def floor(folder: Path, repeat: int) -> float:
+    """Write, commit, run the evaluator as a subprocess, reset: the least any loop must do."""
+    import git
+
+    repo = git.Repo(folder.parent)
+    model = folder / "model.py"
+    base = repo.head.commit.hexsha
+
+    def once() -> None:
+        model.write_text(model.read_text().replace("1.0", "1.5"))
+        repo.git.add("--", str(model))
+        with repo.git.custom_environment(**IDENTITY):
+            repo.git.commit("-qm", "candidate")
+        out = subprocess.run(
+            [sys.executable, "evaluate.py"], cwd=folder, capture_output=True, text=True,
+            start_new_session=True,
+        )
+        assert "score:" in out.stdout
+        repo.git.reset("--hard", base)
+
+    return timed(once, repeat)
+
+
+def parts(folder: Path, repeat: int) -> dict[str, float]:
+    """Time the pieces: Prefect's flow run and task run, and each of our own steps."""
+    from prefect import flow, task
+    from prefect.cache_policies import NO_CACHE
+
+    from autoresearch.lab import Lab
+
+    @task(cache_policy=NO_CACHE)
+    def empty_task() -> None:
+        return None
+
+    @flow
+    def empty_flow() -> None:
+        return None
+
+    @flow
+    def five_tasks() -> None:
+        for _ in range(5):
+            empty_task()
+
+    @flow
+    def outer(n: int) -> dict[str, float]:
+        flow_s = timed(empty_flow, n)
+        tasks_s = timed(five_tasks, n) - flow_s
+        return {"flow run (subflow)": flow_s, "5 task runs": tasks_s}
+
+    out = outer(repeat)
+    lab = Lab.open(folder)
+    out["Lab.open (load study, git, repair)"] = timed(lambda: Lab.open(folder), repeat)
+    out["context for the proposer"] = timed(lambda: lab.context(99), repeat)
+    out["persist (ledger read, resource.md)"] = timed(lambda: lab.record({"experiment": 1}), repeat)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, default=20, help="experiments in the timed campaign")
+    args = parser.parse_args()
+
+    from prefect.testing.utilities import prefect_test_harness
+
+    from flows.campaign import campaign
+
+    with tempfile.TemporaryDirectory() as tmp, prefect_test_harness(server_startup_timeout=120):
+        folder = make_repo(Path(tmp) / "repo")
+        eval_s = evaluator_time(folder, 10)
+        floor_s = floor(make_repo(Path(tmp) / "floor"), 10)
+
+        campaign(str(folder), experiments=1, proposer="mutate")  # baseline, warm imports
+        start = time.perf_counter()
+        campaign(str(folder), experiments=1, proposer="mutate")
+        one = time.perf_counter() - start
+        start = time.perf_counter()
+        campaign(str(folder), experiments=args.n + 1, proposer="mutate")
+        many = time.perf_counter() - start
+        per_experiment = (many - one) / args.n
+        breakdown = parts(folder, 10)
+
+    overhead = per_experiment - eval_s
+    floor_overhead = floor_s - eval_s
+    print(f"experiments timed                 {args.n}")
+    print(f"evaluator (no-op subprocess)      {eval_s * 1000:8.1f} ms")
+    print(f"campaign, per experiment          {per_experiment * 1000:8.1f} ms")
+    print(f"  orchestration overhead          {overhead * 1000:8.1f} ms   (target <= 1500 ms)")
+    print(f"plain-Python floor, per iteration {floor_s * 1000:8.1f} ms")
+    print(f"  floor overhead                  {floor_overhead * 1000:8.1f} ms")
+    print(f"ratio overhead / floor overhead   {overhead / floor_overhead:8.1f} x")
+    print("where the difference goes (each timed alone):")
+    for name, seconds in sorted(breakdown.items(), key=lambda kv: -kv[1]):
+        print(f"  {name:<34}{seconds * 1000:8.1f} ms")
+    top = max(breakdown, key=breakdown.get)  # type: ignore[arg-type]
+    print(f"dominant: {top} ({breakdown[top] / (overhead - floor_overhead) * 100:.0f}% of the gap)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""The command evaluator: run the study's command, read its metric from the output.
+
+The command runs in its own process group with a wall-clock timeout; on timeout (or any exit)
+the whole group is killed, grandchildren that ignore SIGTERM included. Its environment carries
+no secrets. The metric is read from a line `name: number` (Karpathy's run.log) or
+`METRIC name=number` (pi-autoresearch); every other such line is a secondary metric.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from autoresearch.secrets import is_secret_name
+from autoresearch.study import CommandEvaluatorConfig
+from evaluators.base import Measurement
+
+NUMBER = r"[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|nan|inf(?:inity)?)"
+LINE = re.compile(rf"^\s*([A-Za-z_][\w.]*)\s*:\s*({NUMBER})\s*$", re.IGNORECASE)
+PI_LINE = re.compile(rf"^\s*METRIC\s+([A-Za-z_][\w.]*)\s*=\s*({NUMBER})\s*$", re.IGNORECASE)
+TAIL_LINES = 50
+GRACE_S = 2.0
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """Every `name: number` and `METRIC name=number` line; a later line wins."""
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        m = LINE.match(line) or PI_LINE.match(line)
+        if m:
+            found[m.group(1)] = float(m.group(2))
+    return found
+
+
+def tail(text: str, lines: int = TAIL_LINES) -> str:
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The evaluator's environment: ours minus anything that looks like a secret.
+
+    The venv's bin comes first on PATH so that `python` is the interpreter running us.
+    """
+    env = {k: v for k, v in os.environ.items() if not is_secret_name(k)}
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
+    return env
+
+
+def kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process group, give it a moment, then SIGKILL whatever is left."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=GRACE_S)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def run_command(
+    command: str, cwd: Path, log_path: Path, timeout_s: float, env: dict[str, str]
+) -> tuple[int | None, float]:
+    """Run a shell command with its output to log_path. Returns (exit code or None, seconds)."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            command,
+            shell=True,
+            cwd=cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+        try:
+            code: int | None = proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            code = None
+        finally:
+            kill_group(proc)  # also reaps grandchildren left behind by a command that exited
+    return code, time.monotonic() - start
+
+
+def measure(text: str, metric: str, code: int | None, timeout_s: float, seconds: float) -> Measurement:
+    """Turn a finished command's output into a Measurement (or a crash with its reason)."""
+    log_tail = tail(text)
+    if code is None:
+        return Measurement.crash(f"timeout after {timeout_s:g}s", log_tail, seconds)
+    if code != 0:
+        return Measurement.crash(f"exit code {code}", log_tail, seconds)
+    found = parse_metrics(text)
+    if metric not in found:
+        return Measurement.crash(f"no '{metric}:' line in the output", log_tail, seconds)
+    value = found.pop(metric)
+    if not math.isfinite(value):
+        return Measurement.crash(f"{metric} is {value}", log_tail, seconds)
+    if "peak_vram_mb" in found:
+        found["memory_gb"] = found["peak_vram_mb"] / 1024
+    return Measurement.of(value, secondary=found, log_tail=log_tail, duration_s=seconds)
+
+
+class CommandEvaluator:
+    def __init__(self, config: CommandEvaluatorConfig, metric: str) -> None:
+        self.config = config
+        self.metric = metric
+
+    def evaluate(self, workdir: Path, log_path: Path) -> Measurement:
+        code, seconds = run_command(
+            self.config.command,
+            workdir,
+            log_path,
+            self.config.timeout_s,
+            clean_env(self.config.env),
+        )
+        text = log_path.read_text(errors="replace")
+        return measure(text, self.metric, code, self.config.timeout_s, seconds)

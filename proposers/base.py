@@ -1,0 +1,89 @@
+"""The proposer interface: what a researcher sees (Context) and what it returns (Proposal)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from autoresearch.study import Study
+
+
+class StopCampaign(Exception):
+    """A fault that must stop the whole campaign (bad credentials, spend limit, budget)."""
+
+
+class InvalidProposal(Exception):
+    """The proposer could not produce a usable change; the experiment is logged as invalid."""
+
+
+@dataclass(frozen=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_read_tokens: int = 0
+
+    @property
+    def total(self) -> int:
+        return (
+            self.input_tokens + self.output_tokens + self.cache_write_tokens + self.cache_read_tokens
+        )
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cache_write_tokens + other.cache_write_tokens,
+            self.cache_read_tokens + other.cache_read_tokens,
+        )
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """One candidate change: the new full text of each file it changes (paths repo-relative)."""
+
+    hypothesis: str
+    files: dict[str, str]
+    proposer: str
+    key: str = ""  # identity of the change, so that it is never tried twice
+    usage: Usage = Usage()
+    cost_usd: float = 0.0
+
+
+@dataclass
+class Context:
+    """Everything a proposer may read. Paths are relative to the repository root."""
+
+    study: Study
+    program: str
+    files: dict[str, str]  # editable files at the champion
+    protected: list[str]
+    history: list[dict[str, str]]  # ledger rows, oldest first
+    learnings: str
+    last_crash: str | None
+    experiment: int
+    workdir: Path  # root of the worktree (agent CLIs edit it in place)
+    tried: set[str] = field(default_factory=set)  # keys of proposals already tried
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of a proposal, for the proposer to learn from."""
+
+    proposal: Proposal
+    status: str  # keep | discard | crash | invalid | rejected
+    metric: float | None
+    champion_metric: float | None
+    reason: str
+    log_tail: str = ""
+
+
+class Proposer(Protocol):
+    name: str
+
+    def propose(self, context: Context) -> Proposal: ...
+
+    def learn(self, context: Context, outcome: Outcome) -> str | None:
+        """Return the new text of resource.md, or None to leave the learnings to the core."""
+        ...

@@ -1,0 +1,17 @@
+"""Decide: keep or discard, by the study's rule. Pure: it only reads the ledger."""
+
+from __future__ import annotations
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from autoresearch.decide import Verdict
+from autoresearch.lab import Candidate, Lab
+from evaluators.base import Measurement
+
+
+@task(name="decide", cache_policy=NO_CACHE)
+def decide(lab: Lab, measurement: Measurement, candidate: Candidate) -> Verdict:
+    verdict = lab.judge(measurement, candidate)
+    get_run_logger().info("%s: %s", verdict.status, verdict.reason)
+    return verdict

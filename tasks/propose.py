@@ -1,0 +1,32 @@
+"""Propose: ask the researcher for a change. No side effects, so Prefect may retry it."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from autoresearch.lab import Lab
+from proposers.base import InvalidProposal, Proposal, Proposer, StopCampaign
+
+FINAL = (StopCampaign, InvalidProposal)
+
+
+def _retry_unless_final(task, task_run, state) -> bool:  # noqa: ANN001 (Prefect's hook shape)
+    try:
+        state.result()
+    except FINAL:
+        return False
+    except Exception:
+        return True
+    return False
+
+
+@task(
+    name="propose",
+    retries=2,
+    retry_delay_seconds=2,
+    retry_condition_fn=_retry_unless_final,
+    cache_policy=NO_CACHE,
+)
+def propose(lab: Lab, proposer: Proposer, experiment: int) -> Proposal:
+    return proposer.propose(lab.context(experiment))

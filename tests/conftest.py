@@ -1,0 +1,81 @@
+"""Shared fixtures: real git repositories holding studies, and one Prefect test server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+COOLING = ROOT / "artifacts" / "cooling"
+
+os.environ.update(
+    GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="test@localhost",
+    GIT_COMMITTER_NAME="test", GIT_COMMITTER_EMAIL="test@localhost",
+    PREFECT_SERVER_ANALYTICS_ENABLED="false",
+)
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True
+    ).stdout
+
+
+def commit_all(repo: Path, message: str = "init") -> None:
+    if not (repo / ".git").exists():
+        git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)
+
+
+@pytest.fixture
+def cooling(tmp_path: Path) -> Path:
+    """The bundled example study, copied into a fresh git repository."""
+    repo = tmp_path / "repo"
+    shutil.copytree(COOLING, repo / "cooling", ignore=shutil.ignore_patterns("runs", "__pycache__"))
+    commit_all(repo)
+    return repo / "cooling"
+
+
+StudyFactory = Callable[..., Path]
+
+
+@pytest.fixture
+def make_study(tmp_path: Path) -> StudyFactory:
+    """A small study whose evaluator is any Python script: model.py holds X, lower score wins."""
+
+    def make(evaluate: str = "", yaml_extra: str = "", model: str = "X = 10.0\n", **files: str) -> Path:
+        repo = tmp_path / "repo"
+        folder = repo / "study"
+        folder.mkdir(parents=True)
+        (folder / "model.py").write_text(model)
+        (folder / "evaluate.py").write_text(
+            evaluate or "import model\nprint(f'score: {abs(model.X - 3.0):.6f}')\n"
+        )
+        for name, text in files.items():
+            (folder / name).write_text(text)
+        (folder / "study.yaml").write_text(
+            "name: toy\neditable: [model.py]\nprotected: [evaluate.py]\n"
+            "evaluator: {kind: command, command: python evaluate.py, timeout_s: 20}\n"
+            "metric: {name: score, direction: minimize}\n" + yaml_extra
+        )
+        commit_all(repo)
+        return folder
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory):
+    """One Prefect test server for the few flow-level tests, with a temporary PREFECT_HOME."""
+    home = tmp_path_factory.mktemp("prefect-home")
+    os.environ["PREFECT_HOME"] = str(home)
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

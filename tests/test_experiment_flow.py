@@ -1,0 +1,129 @@
+"""The experiment and campaign flows under a real (test) Prefect server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import flows.experiment as experiment_module
+from autoresearch.lab import Lab
+from flows.campaign import campaign
+from flows.experiment import experiment
+from proposers.base import Proposal
+from tests.conftest import git
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+EVALUATE = """import os, model
+open(os.environ["MARKS"], "a").write(f"{model.X}\\n")
+print(f"score: {abs(model.X - 3.0):.6f}")
+"""
+
+
+class Scripted:
+    """A proposer that returns prepared changes of model.py, one per experiment."""
+
+    name = "scripted"
+
+    def __init__(self, changes: list[dict[str, str]]) -> None:
+        self.changes = changes
+
+    def propose(self, context):
+        files = self.changes.pop(0)
+        return Proposal(f"scripted {sorted(files)}", files, self.name)
+
+    def learn(self, context, outcome):
+        return None
+
+
+@pytest.fixture
+def scripted_study(make_study, tmp_path, monkeypatch):
+    marks = tmp_path / "marks.txt"
+    folder = make_study(EVALUATE, yaml_extra="")
+    text = (folder / "study.yaml").read_text().replace(
+        "timeout_s: 20}", "timeout_s: 20, env: {MARKS: '" + str(marks) + "'}}"
+    )
+    (folder / "study.yaml").write_text(text)
+    git(folder.parent, "commit", "-qam", "marks")
+    changes: list[dict[str, str]] = []
+    monkeypatch.setattr(experiment_module, "make_proposer", lambda *a: Scripted(changes))
+    return folder, changes, marks
+
+
+def head_text(folder: Path) -> str:
+    lab = Lab.open(folder)
+    return (lab.workspace.study_dir / "model.py").read_text()
+
+
+def test_keep_discard_crash_and_rejections(scripted_study):
+    folder, changes, marks = scripted_study
+    changes += [
+        {"study/model.py": "X = 5.0\n"},  # better: keep
+        {"study/model.py": "X = 20.0\n"},  # worse: discard
+        {"study/model.py": "raise RuntimeError('boom')\n"},  # crash
+        {"study/evaluate.py": "print('score: 0')\n"},  # protected: rejected
+        {"study/model.py": "X = 4.0\nopen('evaluate.py', 'a').write('#')\n"},  # rewrites it at run time
+        {"study/model.py": "X = 4.5\n"},  # still better than 5: keep
+    ]
+    rows = [experiment(str(folder), "mutate") for _ in range(7)]
+    assert [r["status"] for r in rows] == [
+        "keep", "keep", "discard", "crash", "rejected", "rejected", "keep"
+    ]
+    assert rows[0]["description"] == "baseline"
+    assert rows[3]["score"] == "0.000000" and rows[3]["memory_gb"] == "0.0"
+    assert "exit code 1" in rows[3]["evidence"]
+    assert "non-editable" in rows[4]["evidence"]
+    assert "voided at run time" in rows[5]["evidence"]
+    # the protected-touching candidate was never evaluated; the run-time rewrite was, once
+    assert marks.read_text().split() == ["10.0", "5.0", "20.0", "4.0", "4.5"]
+    lab = Lab.open(folder)
+    assert lab.champion().metric == 1.5
+    assert lab.workspace.head().startswith(rows[-1]["commit"])
+    assert not lab.workspace.repo.is_dirty(untracked_files=True)
+    assert (lab.workspace.study_dir / "evaluate.py").read_text() == EVALUATE
+    assert len(lab.ledger.rows()) == 7
+    assert "### What crashed, and why" in lab.resource_path.read_text()
+
+
+def test_discard_leaves_the_champion_checked_out(scripted_study):
+    folder, changes, _ = scripted_study
+    changes += [{"study/model.py": "X = 4.0\n"}, {"study/model.py": "X = 99.0\n"}]
+    experiment(str(folder), "mutate")
+    experiment(str(folder), "mutate")
+    assert head_text(folder) == "X = 4.0\n"
+    assert experiment(str(folder), "mutate")["status"] == "discard"
+    assert head_text(folder) == "X = 4.0\n"
+
+
+def test_exception_after_apply_rolls_back(scripted_study, monkeypatch):
+    folder, changes, _ = scripted_study
+    experiment(str(folder), "mutate")  # baseline
+    changes.append({"study/model.py": "X = 3.5\n"})
+
+    def broken(self, measurement, candidate):
+        raise RuntimeError("decide failed")
+
+    monkeypatch.setattr(Lab, "judge", broken)
+    with pytest.raises(RuntimeError, match="decide failed"):
+        experiment(str(folder), "mutate")
+    monkeypatch.undo()
+    assert head_text(folder) == "X = 10.0\n"
+    assert len(Lab.open(folder).ledger.rows()) == 1
+
+
+def test_campaign_hill_climbs_and_continues(cooling):
+    first = campaign(str(cooling), experiments=8, proposer="mutate", seed=0)
+    lab = Lab.open(cooling)
+    rows = lab.ledger.rows()
+    assert first["ran"] == 8 and len(rows) == 8
+    assert [r["description"] for r in rows].count("baseline") == 1
+    assert first["best"] < first["baseline"]
+    assert lab.workspace.head().startswith(first["champion"])
+    again = campaign(str(cooling), experiments=3, proposer="mutate", seed=0)
+    rows = Lab.open(cooling).ledger.rows()
+    assert len(rows) == 11 and [r["description"] for r in rows].count("baseline") == 1
+    assert again["best"] <= first["best"]
+    # the user's own checkout is untouched
+    assert git(cooling.parent, "status", "--porcelain") == ""
+    assert git(cooling.parent, "rev-parse", "--abbrev-ref", "HEAD").strip() == "main"

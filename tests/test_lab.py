@@ -1,0 +1,94 @@
+"""The core without Prefect: the ledger, repair after a kill, guards, learnings."""
+
+from __future__ import annotations
+
+from click.testing import CliRunner
+
+from autoresearch import learnings
+from autoresearch.cli import main
+from autoresearch.lab import Lab, make_row
+from autoresearch.ledger import Ledger
+from autoresearch.workspace import GuardViolation
+from tests.conftest import git
+
+
+def baseline(lab: Lab) -> None:
+    m = lab.evaluate(1)
+    lab.record(make_row(1, 0.0, "t", "keep", "baseline", "score", lab.workspace.head(), m))
+
+
+def test_ledger_append_is_idempotent_per_experiment(tmp_path):
+    ledger = Ledger(tmp_path / "results.tsv", "rmse")
+    row = {"experiment": 1, "commit": "abc", "rmse": "1.0", "status": "keep", "description": "a\tb\nc"}
+    assert ledger.append(row) is True
+    assert ledger.append(row) is False
+    rows = ledger.rows()
+    assert len(rows) == 1 and rows[0]["description"] == "a b c"
+    assert ledger.path.read_text().splitlines()[0].split("\t")[:5] == [
+        "commit", "rmse", "memory_gb", "status", "description"
+    ]
+    assert not list(tmp_path.glob(".results.tsv.*"))  # no temporary file left behind
+
+
+def test_open_repairs_an_unrecorded_candidate(make_study):
+    folder = make_study()
+    lab = Lab.open(folder)
+    baseline(lab)
+    champion = lab.workspace.head()
+    lab.workspace.apply({"study/model.py": "X = 1.0\n"}, "killed before its row")
+    (lab.workspace.study_dir / "stray.tmp").write_text("left by a killed evaluator")
+    assert lab.workspace.head() != champion
+    repaired = Lab.open(folder)
+    assert repaired.workspace.head() == champion
+    assert not (repaired.workspace.study_dir / "stray.tmp").exists()
+    assert repaired.ledger.next_experiment() == 2
+
+
+def test_protected_file_changed_outside_a_commit_is_caught(make_study):
+    folder = make_study()
+    lab = Lab.open(folder)
+    (lab.workspace.study_dir / "evaluate.py").write_text("print('score: 0')\n")
+    try:
+        lab.evaluate(1)
+    except GuardViolation as exc:
+        assert "study/evaluate.py" in str(exc)
+    else:
+        raise AssertionError("a changed protected file was evaluated")
+
+
+def test_person_notes_survive_the_summary(make_study):
+    folder = make_study()
+    lab = Lab.open(folder)
+    baseline(lab)
+    text = lab.resource_path.read_text()
+    lab.resource_path.write_text("My note: try smaller X.\n\n" + text)
+    lab.record(make_row(2, 0.0, "t", "discard", "X up", "score", "abc", lab.evaluate(2)))
+    text = lab.resource_path.read_text()
+    assert text.startswith("My note: try smaller X.")
+    assert "#2 X up" in text and text.count(learnings.BEGIN) == 1
+    assert "My note: try smaller X." in lab.context(3).learnings
+
+
+def test_learnings_are_redacted_and_bounded(tmp_path, monkeypatch):
+    monkeypatch.setenv("SOME_TOKEN", "tok-1234567890")
+    path = tmp_path / "resource.md"
+    learnings.write(path, "key sk-ant-abcdefghijkl and tok-1234567890\n" + "x\n" * 5000, 500)
+    text = path.read_text()
+    assert "sk-ant-" not in text and "tok-1234567890" not in text
+    assert len(text) <= 500
+
+
+def test_cli_init_check_and_status(tmp_path):
+    repo = tmp_path / "repo"
+    result = CliRunner().invoke(main, ["init", str(repo / "mine"), "--name", "mine"])
+    assert result.exit_code == 0, result.output
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "init")
+    result = CliRunner().invoke(main, ["check", str(repo / "mine")])
+    assert result.exit_code == 0, result.output
+    assert "score: -16.5" in result.output
+    result = CliRunner().invoke(main, ["status", str(repo / "mine")])
+    assert result.exit_code == 0 and "No baseline yet" in result.output
+    again = CliRunner().invoke(main, ["init", str(repo / "mine")])
+    assert again.exit_code != 0 and "already exists" in again.output
