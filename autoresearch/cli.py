@@ -44,11 +44,19 @@ def main() -> None:
 
 @main.command()
 @click.argument("study", type=click.Path(exists=True, file_okay=True))
-@click.option("-n", "--experiments", type=int, help="How many experiments (default: the study's budget).")
+@click.option(
+    "-n", "--experiments", type=int, help="How many experiments (default: the study's budget)."
+)
 @click.option("--minutes", type=float, help="Stop starting experiments after this many minutes.")
 @click.option("--proposer", type=click.Choice(["auto", "mutate", "claude", "agent_cli"]))
 @click.option("--seed", type=int, help="Seed of the offline proposer.")
-def run(study: str, experiments: int | None, minutes: float | None, proposer: str | None, seed: int | None) -> None:
+def run(
+    study: str,
+    experiments: int | None,
+    minutes: float | None,
+    proposer: str | None,
+    seed: int | None,
+) -> None:
     """Hill-climb STUDY: experiments as Prefect flows, each kept only if really better."""
     spec, ledger = _ledger(study)
     from flows.campaign import campaign
@@ -72,8 +80,13 @@ def run(study: str, experiments: int | None, minutes: float | None, proposer: st
 def _watch(ledger: Ledger, planned: int | None, done: threading.Event) -> None:
     """Show progress from the ledger itself, the one place every experiment lands."""
     start = len(ledger.rows())
-    columns = [TextColumn("experiment"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(),
-               TextColumn("{task.description}")]
+    columns = [
+        TextColumn("experiment"),
+        MofNCompleteColumn(),
+        BarColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+    ]
     with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task("", total=planned)
         while not done.wait(0.5):
@@ -94,14 +107,20 @@ def _print_summary(spec: Any, ledger: Ledger) -> None:
     other = s["rejected"] + s["invalid"]
     pct = f" ({s['gain_pct']:.1f}%)" if s.get("gain_pct") is not None else ""
     table.add_row(
-        f"{s['baseline']:.6g}", f"{s['best']:.6g}", f"{s['gain']:.6g}{pct}",
-        str(s["keep"] - 1), str(s["discard"]), str(s["crash"]), str(other),
+        f"{s['baseline']:.6g}",
+        f"{s['best']:.6g}",
+        f"{s['gain']:.6g}{pct}",
+        str(s["keep"] - 1),
+        str(s["discard"]),
+        str(s["crash"]),
+        str(other),
     )
     console.print(table)
     if s["cost_usd"]:
         console.print(f"cost: ${s['cost_usd']:.4f}")
-    console.print(f"champion {s['champion']} on branch autoresearch/{spec.name}; "
-                  f"ledger {ledger.path}")
+    console.print(
+        f"champion {s['champion']} on branch autoresearch/{spec.name}; ledger {ledger.path}"
+    )
 
 
 @main.command()
@@ -116,8 +135,9 @@ def status(study: str, rows: int) -> None:
         for col in ("experiment", "commit", ledger.metric, "status", "description"):
             table.add_column(col)
         for r in recent:
-            table.add_row(r["experiment"], r["commit"], r[ledger.metric], r["status"],
-                          r["description"][:70])
+            table.add_row(
+                r["experiment"], r["commit"], r[ledger.metric], r["status"], r["description"][:70]
+            )
         console.print(table)
     _print_summary(spec, ledger)
 
@@ -157,5 +177,7 @@ def check(study: str) -> None:
         console.print(f"[red]evaluator crashed: {m.reason}[/red]\n{m.log_tail}")
         sys.exit(1)
     extra = ", ".join(f"{k} {v:g}" for k, v in m.secondary.items())
-    console.print(f"{lab.study.metric.name}: {m.metric:.6g} in {m.duration_s:.1f}s"
-                  + (f" ({extra})" if extra else ""))
+    console.print(
+        f"{lab.study.metric.name}: {m.metric:.6g} in {m.duration_s:.1f}s"
+        + (f" ({extra})" if extra else "")
+    )

@@ -6,19 +6,24 @@ whatever an interrupted run left: the worktree goes back to the ledger's champio
 
 from __future__ import annotations
 
+import math
+import os
+import platform
+import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from autoresearch import learnings
-from autoresearch.decide import Verdict, decide
+from autoresearch.decide import Verdict, calibrate, decide, gain
 from autoresearch.ledger import Champion, Ledger, State
-from autoresearch.study import Study, load_study
+from autoresearch.study import CommandEvaluatorConfig, DecisionConfig, Study, load_study
 from autoresearch.workspace import GuardViolation, Workspace
 from evaluators import make_evaluator
 from evaluators.base import Evaluator, Measurement
+from evaluators.command import CommandEvaluator
 from proposers.base import Context, Outcome, Proposal
 
 DEFAULT_PROGRAM = Path(__file__).resolve().parent.parent / "program.md"
@@ -59,8 +64,10 @@ class Lab:
     def resource_path(self) -> Path:
         return self.study.state_dir / "resource.md"
 
-    def log_path(self, experiment: int) -> Path:
-        return self.study.state_dir / "logs" / f"{experiment}.log"
+    def log_path(self, experiment: int | str, run: int = 0, arm: str = "") -> Path:
+        """logs/<n>.log for the first run; logs/<n>-<run>.log and logs/<n>-champion-<run>.log."""
+        suffix = (f"-{arm}" if arm else "") + (f"-{run + 1}" if run or arm else "")
+        return self.study.state_dir / "logs" / f"{experiment}{suffix}.log"
 
     # state -----------------------------------------------------------------------------
 
@@ -116,36 +123,175 @@ class Lab:
             raise
         return Candidate(sha, parent, added, removed)
 
-    def evaluate(self, experiment: int) -> Measurement:
-        """Run the instrument on what is checked out, with the protected files checked around it."""
+    def run_once(
+        self, workspace: Workspace, log: Path, evaluator: Evaluator | None = None
+    ) -> Measurement:
+        """One run of the instrument, with the protected files checked before and after it."""
         protected = self.protected()
-        self.workspace.check_protected(protected)
-        measurement = self.evaluator.evaluate(self.workspace.study_dir, self.log_path(experiment))
+        workspace.check_protected(protected)
+        measurement = (evaluator or self.evaluator).evaluate(workspace.study_dir, log)
         try:
-            self.workspace.check_protected(protected)
+            workspace.check_protected(protected)
         except GuardViolation as exc:
-            self.workspace.reset(self.workspace.head())  # restore the protected files
+            workspace.reset(workspace.head())  # restore the protected files
             raise GuardViolation(f"voided at run time: {exc}") from None
         return measurement
 
-    def judge(self, measurement: Measurement, candidate: Candidate) -> Verdict:
+    def evaluate(self, experiment: int, runs: int = 1) -> Measurement:
+        """Measure what is checked out, `runs` times (its first log is logs/<experiment>.log)."""
+        results = [self.run_once(self.workspace, self.log_path(experiment, i)) for i in range(runs)]
+        return combine(results, self.median)
+
+    def evaluate_paired(self, experiment: int) -> tuple[Measurement, list[float]]:
+        """Candidate and champion interleaved (A B A B ...), so drift hits both alike."""
         champ = self.champion()
-        assert champ is not None, "judge needs a champion: run the baseline first"
+        assert champ is not None
+        beside = Workspace(self.study, "champion").open_at(champ.commit)
+        mine: list[Measurement] = []
+        theirs: list[float] = []
+        for i in range(self.repeats):
+            mine.append(self.run_once(self.workspace, self.log_path(experiment, i)))
+            if mine[-1].status != "ok":
+                break
+            other = self.run_once(beside, self.log_path(experiment, i, "champion"))
+            theirs.append(other.metric if other.metric is not None else math.nan)
+        return combine(mine, self.median), theirs
+
+    def holdout_due(self, at_end: bool = False) -> bool:
+        """At the study's start, every `holdout.every` keeps, and at a campaign's end."""
+        cfg = self.study.config.holdout
+        champ = self.champion()
+        if cfg is None or champ is None:
+            return False
+        rows = self.ledger.rows()
+        last = next((r for r in reversed(rows) if r["status"] == "holdout"), None)
+        if last is None:
+            return True
+        if last["commit"] == champ.commit:
+            return False
+        kept_since = sum(
+            r["status"] == "keep" for r in rows if int(r["experiment"]) > int(last["experiment"])
+        )
+        return at_end or kept_since >= cfg.every
+
+    def holdout(self, experiment: int) -> dict[str, Any]:
+        """Score the champion on the holdout; its first score is the holdout's baseline."""
+        cfg = self.study.config.holdout
+        assert cfg is not None
+        env = getattr(self.study.config.evaluator, "env", {})
+        instrument = CommandEvaluator(
+            CommandEvaluatorConfig(command=cfg.command, timeout_s=cfg.timeout_s, env=env),
+            cfg.metric,
+        )
+        m = self.run_once(self.workspace, self.log_path(experiment), instrument)
+        if m.metric is None:
+            return {"status": "crash", "reason": m.reason}
+        base = self.state.load().get("holdout_baseline")
+        if base is None:
+            base = self.state.update(holdout_baseline=m.metric)["holdout_baseline"]
+        loss = -gain(self.study.metric.direction, m.metric, base)
+        return {
+            "status": "ok",
+            "value": m.metric,
+            "baseline": base,
+            "overfitting": loss > cfg.tolerance,
+        }
+
+    # decisions -------------------------------------------------------------------------
+
+    @property
+    def rule(self) -> DecisionConfig:
+        return self.study.metric.decision
+
+    @property
+    def median(self) -> bool:
+        return self.rule.rule == "mannwhitney"
+
+    @property
+    def paired(self) -> bool:
+        """Measure the champion again beside each candidate: for timings, or when asked."""
+        return self.rule.rule == "mannwhitney" or self.rule.rebaseline
+
+    @property
+    def repeats(self) -> int:
+        return self.rule.repeats if self.rule.rule in ("sigma", "mannwhitney") else 1
+
+    def baseline_runs(self) -> int:
+        return self.rule.calibration_runs if self.rule.rule == "sigma" else 1
+
+    def needs_calibration(self) -> bool:
+        """A sigma study calibrates its noise at the start and again on another machine."""
+        if self.rule.rule != "sigma" or self.champion() is None:
+            return False
+        return self.state.load().get("calibration", {}).get("machine") != machine()
+
+    def calibrate(self, label: int | str) -> Measurement:
+        """Run the champion calibration_runs times; its spread is the study's noise."""
+        m = self.evaluate(label, self.rule.calibration_runs)
+        if m.status == "ok":
+            cal = {"machine": machine(), "samples": list(m.samples), "sigma": calibrate(m.samples)}
+            champ = self.champion()
+            self.state.update(
+                calibration=cal,
+                **(
+                    {"champion_samples": {"commit": champ.commit, "samples": cal["samples"]}}
+                    if champ
+                    else {}
+                ),
+            )
+        return m
+
+    def champion_samples(self) -> list[float]:
+        """The champion's runs when state.json has them for this very commit, else its mean."""
+        champ = self.champion()
+        assert champ is not None, "no champion: run the baseline first"
+        saved = self.state.load().get("champion_samples", {})
+        if saved.get("commit") == champ.commit and saved.get("samples"):
+            return list(saved["samples"])
+        return [champ.metric]
+
+    def judge(
+        self,
+        measurement: Measurement,
+        candidate: Candidate,
+        champion: list[float] | None = None,
+    ) -> Verdict:
         assert measurement.metric is not None
-        rule = self.study.metric.decision
+        cal = self.state.load().get("calibration", {})
+        counts = _counts(measurement) if self.rule.rule == "beta_binomial" else None
+        base = self.state.load().get("champion_counts") if counts else None
         return decide(
-            rule,
+            self.rule,
             self.study.metric.direction,
-            [champ.metric],
+            champion or self.champion_samples(),
             list(measurement.samples) or [measurement.metric],
             self.study.min_delta,
             candidate.lines_added,
             candidate.lines_removed,
+            noise_sigma=cal.get("sigma"),
+            noise_dof=len(cal["samples"]) - 1 if cal.get("samples") else None,
+            champion_counts=tuple(base) if base else None,
+            candidate_counts=counts,
         )
 
-    def record(self, row: dict[str, Any], new_learnings: str | None = None) -> None:
-        """Append the experiment's row (the commit point), then bring resource.md up to date."""
+    # the ledger ------------------------------------------------------------------------
+
+    def record(
+        self,
+        row: dict[str, Any],
+        new_learnings: str | None = None,
+        measurement: Measurement | None = None,
+    ) -> None:
+        """Append the experiment's row (the commit point), then bring resource.md up to date.
+
+        A kept row also stores the runs behind it, so the next candidates face all of them.
+        """
         self.ledger.append(row)
+        if row["status"] == "keep" and measurement is not None:
+            self.state.update(
+                champion_samples={"commit": row["commit"], "samples": list(measurement.samples)},
+                champion_counts=_counts(measurement),
+            )
         limit = self.study.config.proposer.learnings_max_chars
         if new_learnings is None:
             block = learnings.summary(self.ledger.rows(), self.study.metric.name)
@@ -168,6 +314,35 @@ class Lab:
             reason=reason,
             log_tail=measurement.log_tail if measurement else "",
         )
+
+
+def machine() -> str:
+    """Where a noise calibration holds: the host, its processor and its core count."""
+    return f"{platform.node()}/{platform.machine()}/{os.cpu_count()}"
+
+
+def combine(runs: list[Measurement], median: bool = False) -> Measurement:
+    """Several runs as one measurement: any crash makes it a crash; else their mean (median)."""
+    for m in runs:
+        if m.status != "ok":
+            return m
+    samples = tuple(m.metric for m in runs if m.metric is not None)
+    if len(samples) == 1:
+        return runs[0]
+    center = statistics.median(samples) if median else statistics.fmean(samples)
+    last = runs[-1]
+    return replace(
+        last,
+        metric=center,
+        samples=samples,
+        duration_s=sum(m.duration_s for m in runs),
+    )
+
+
+def _counts(m: Measurement) -> tuple[int, int] | None:
+    """(successes, trials) for the beta-binomial rule, when the evaluator reports them."""
+    s, n = m.secondary.get("successes"), m.secondary.get("trials")
+    return (int(s), int(n)) if s is not None and n is not None else None
 
 
 def make_row(

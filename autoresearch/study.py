@@ -263,7 +263,7 @@ def _overlaps(a: str, b: str) -> bool:
 
 
 def load_study(path: str | Path) -> Study:
-    """Load and validate a study folder (or its study.yaml). Raises StudyError listing every problem."""
+    """Load and validate a study folder (or its study.yaml); a StudyError lists every problem."""
     path = Path(path).resolve()
     folder = path.parent if path.is_file() else path
     file = folder / STUDY_FILE

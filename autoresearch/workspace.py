@@ -13,7 +13,6 @@ import git
 
 from autoresearch.study import Study
 
-
 IDENTITY = {  # commits on the study branch are the tool's, whatever git config says
     "GIT_AUTHOR_NAME": "autoresearch",
     "GIT_AUTHOR_EMAIL": "autoresearch@localhost",
@@ -78,7 +77,19 @@ class Workspace:
         text = exclude.read_text() if exclude.exists() else ""
         if line not in text.splitlines():
             exclude.parent.mkdir(parents=True, exist_ok=True)
-            exclude.write_text(text + ("" if text.endswith("\n") or not text else "\n") + line + "\n")
+            exclude.write_text(
+                text + ("" if text.endswith("\n") or not text else "\n") + line + "\n"
+            )
+
+    def open_at(self, sha: str) -> Workspace:
+        """A detached worktree at a fixed commit: the champion, measured beside a candidate."""
+        if not (self.path / ".git").exists():
+            self.origin.git.worktree("prune")
+            self.origin.git.worktree("add", "--detach", str(self.path), sha)
+        elif not self.head().startswith(sha):
+            self.repo.git.checkout("--detach", "--force", sha)
+        self.repo.git.clean("-fd")
+        return self
 
     @property
     def repo(self) -> git.Repo:
@@ -99,7 +110,9 @@ class Workspace:
         out: dict[str, str] = {}
         for rel in self.study.editable:
             target = self.path / rel
-            files = sorted(p for p in target.rglob("*") if p.is_file()) if target.is_dir() else [target]
+            files = (
+                sorted(p for p in target.rglob("*") if p.is_file()) if target.is_dir() else [target]
+            )
             for f in files:
                 try:
                     out[f.relative_to(self.path).as_posix()] = f.read_text()

@@ -10,7 +10,7 @@ from prefect import flow, get_run_logger
 from autoresearch.lab import Lab
 from flows.experiment import experiment
 from proposers import choose_kind
-from tasks import publish
+from tasks import holdout, publish
 
 
 @flow(name="campaign")
@@ -49,9 +49,10 @@ def campaign(
             break
         spent += float(row.get("cost_usd", 0) or 0)
         if row.get("description") == "baseline" and row["status"] == "crash":
-            stop = f"the baseline crashed ({row['evidence']}): fix the evaluator, see logs/{number}.log"
+            stop = f"the baseline crashed ({row['evidence']}): see logs/{number}.log"
             break
     if stop:
         log.warning(stop)
+    overfitting = lab.holdout_due(at_end=True) and holdout(lab).get("overfitting", False)
     summary = publish(lab)
-    return summary | {"ran": done, "stop": stop}
+    return summary | {"ran": done, "stop": stop, "overfitting": overfitting}

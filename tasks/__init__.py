@@ -2,8 +2,19 @@
 
 from tasks.apply import apply
 from tasks.decide import decide
-from tasks.evaluate import evaluate
+from tasks.evaluate import calibrate, evaluate, evaluate_paired
+from tasks.holdout import holdout
 from tasks.persist import persist, publish
 from tasks.propose import propose
 
-__all__ = ["apply", "decide", "evaluate", "persist", "propose", "publish"]
+__all__ = [
+    "apply",
+    "calibrate",
+    "decide",
+    "evaluate",
+    "evaluate_paired",
+    "holdout",
+    "persist",
+    "propose",
+    "publish",
+]

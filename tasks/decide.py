@@ -1,4 +1,4 @@
-"""Decide: keep or discard, by the study's rule. Pure: it only reads the ledger."""
+"""Decide: keep or discard, by the study's rule. Pure: it only reads the ledger and state."""
 
 from __future__ import annotations
 
@@ -11,7 +11,12 @@ from evaluators.base import Measurement
 
 
 @task(name="decide", cache_policy=NO_CACHE)
-def decide(lab: Lab, measurement: Measurement, candidate: Candidate) -> Verdict:
-    verdict = lab.judge(measurement, candidate)
-    get_run_logger().info("%s: %s", verdict.status, verdict.reason)
+def decide(
+    lab: Lab,
+    measurement: Measurement,
+    candidate: Candidate,
+    champion: list[float] | None = None,
+) -> Verdict:
+    verdict = lab.judge(measurement, candidate, champion)
+    get_run_logger().info("%s: %s (%s)", verdict.status, verdict.reason, verdict.evidence)
     return verdict

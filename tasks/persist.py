@@ -10,17 +10,28 @@ from prefect.cache_policies import NO_CACHE
 
 from autoresearch import report
 from autoresearch.lab import Lab
+from evaluators.base import Measurement
 from proposers.base import Outcome, Proposer
 
 
 @task(name="persist", cache_policy=NO_CACHE)
 def persist(
-    lab: Lab, row: dict[str, Any], proposer: Proposer | None = None, outcome: Outcome | None = None
+    lab: Lab,
+    row: dict[str, Any],
+    proposer: Proposer | None = None,
+    outcome: Outcome | None = None,
+    measurement: Measurement | None = None,
 ) -> None:
-    new_learnings = proposer.learn(lab.context(row["experiment"]), outcome) if proposer and outcome else None
-    lab.record(row, new_learnings)
+    learned = None
+    if proposer and outcome:
+        learned = proposer.learn(lab.context(row["experiment"]), outcome)
+    lab.record(row, learned, measurement)
     get_run_logger().info(
-        "#%s %s %s %s", row["experiment"], row["status"], row[lab.study.metric.name], row["description"]
+        "#%s %s %s %s",
+        row["experiment"],
+        row["status"],
+        row[lab.study.metric.name],
+        row["description"],
     )
 
 

@@ -41,8 +41,10 @@ class Scripted:
 def scripted_study(make_study, tmp_path, monkeypatch):
     marks = tmp_path / "marks.txt"
     folder = make_study(EVALUATE, yaml_extra="")
-    text = (folder / "study.yaml").read_text().replace(
-        "timeout_s: 20}", "timeout_s: 20, env: {MARKS: '" + str(marks) + "'}}"
+    text = (
+        (folder / "study.yaml")
+        .read_text()
+        .replace("timeout_s: 20}", "timeout_s: 20, env: {MARKS: '" + str(marks) + "'}}")
     )
     (folder / "study.yaml").write_text(text)
     git(folder.parent, "commit", "-qam", "marks")
@@ -63,12 +65,20 @@ def test_keep_discard_crash_and_rejections(scripted_study):
         {"study/model.py": "X = 20.0\n"},  # worse: discard
         {"study/model.py": "raise RuntimeError('boom')\n"},  # crash
         {"study/evaluate.py": "print('score: 0')\n"},  # protected: rejected
-        {"study/model.py": "X = 4.0\nopen('evaluate.py', 'a').write('#')\n"},  # rewrites it at run time
+        {
+            "study/model.py": "X = 4.0\nopen('evaluate.py', 'a').write('#')\n"
+        },  # rewrites it at run time
         {"study/model.py": "X = 4.5\n"},  # still better than 5: keep
     ]
     rows = [experiment(str(folder), "mutate") for _ in range(7)]
     assert [r["status"] for r in rows] == [
-        "keep", "keep", "discard", "crash", "rejected", "rejected", "keep"
+        "keep",
+        "keep",
+        "discard",
+        "crash",
+        "rejected",
+        "rejected",
+        "keep",
     ]
     assert rows[0]["description"] == "baseline"
     assert rows[3]["score"] == "0.000000" and rows[3]["memory_gb"] == "0.0"
@@ -101,7 +111,7 @@ def test_exception_after_apply_rolls_back(scripted_study, monkeypatch):
     experiment(str(folder), "mutate")  # baseline
     changes.append({"study/model.py": "X = 3.5\n"})
 
-    def broken(self, measurement, candidate):
+    def broken(self, *args):
         raise RuntimeError("decide failed")
 
     monkeypatch.setattr(Lab, "judge", broken)
