@@ -30,8 +30,10 @@ evaluator: {kind: command, command: python evaluate.py, timeout_s: 30}
 metric: {name: score, direction: minimize}
 """
 IDENTITY = {
-    "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@localhost",
-    "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@localhost",
+    "GIT_AUTHOR_NAME": "bench",
+    "GIT_AUTHOR_EMAIL": "bench@localhost",
+    "GIT_COMMITTER_NAME": "bench",
+    "GIT_COMMITTER_EMAIL": "bench@localhost",
 }
 
 
@@ -77,7 +79,10 @@ def floor(folder: Path, repeat: int) -> float:
         with repo.git.custom_environment(**IDENTITY):
             repo.git.commit("-qm", "candidate")
         out = subprocess.run(
-            [sys.executable, "evaluate.py"], cwd=folder, capture_output=True, text=True,
+            [sys.executable, "evaluate.py"],
+            cwd=folder,
+            capture_output=True,
+            text=True,
             start_new_session=True,
         )
         assert "score:" in out.stdout

@@ -97,7 +97,9 @@ def run_command(
     return code, time.monotonic() - start
 
 
-def measure(text: str, metric: str, code: int | None, timeout_s: float, seconds: float) -> Measurement:
+def measure(
+    text: str, metric: str, code: int | None, timeout_s: float, seconds: float
+) -> Measurement:
     """Turn a finished command's output into a Measurement (or a crash with its reason)."""
     log_tail = tail(text)
     if code is None:

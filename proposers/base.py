@@ -27,7 +27,10 @@ class Usage:
     @property
     def total(self) -> int:
         return (
-            self.input_tokens + self.output_tokens + self.cache_write_tokens + self.cache_read_tokens
+            self.input_tokens
+            + self.output_tokens
+            + self.cache_write_tokens
+            + self.cache_read_tokens
         )
 
     def __add__(self, other: Usage) -> Usage:

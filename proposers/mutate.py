@@ -47,7 +47,8 @@ def _python_literals(path: str, text: str) -> list[tuple[int, int, str]]:
     return [
         (t.start[0], t.start[1], t.string)
         for t in tokens
-        if t.type == tokenize.NUMBER and not t.string.lower().endswith("j")
+        if t.type == tokenize.NUMBER
+        and not t.string.lower().endswith("j")
         and not t.string.lower().startswith(("0x", "0o", "0b"))
     ]
 
@@ -108,7 +109,9 @@ def replace_at(text: str, lit: Literal, new: str) -> str:
 
 def tried(history: list[dict[str, str]]) -> set[str]:
     """(location=value) pairs already tried, read from the ledger's descriptions."""
-    return {f"{m.group(1)}={m.group(2)}" for r in history for m in TRIED_RE.finditer(r["description"])}
+    return {
+        f"{m.group(1)}={m.group(2)}" for r in history for m in TRIED_RE.finditer(r["description"])
+    }
 
 
 def step_size(initial: float, history: list[dict[str, str]]) -> float:
@@ -133,7 +136,9 @@ class MutateProposer:
         rng = random.Random(f"{self.seed}:{context.experiment}")
         step = step_size(self.config.step, context.history)
         seen = tried(context.history) | context.tried
-        candidates = [lit for path, text in sorted(context.files.items()) for lit in literals(path, text)]
+        candidates = [
+            lit for path, text in sorted(context.files.items()) for lit in literals(path, text)
+        ]
         if not candidates:
             raise InvalidProposal("no numeric literal in any editable file")
         for _ in range(ATTEMPTS):

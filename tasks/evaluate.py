@@ -36,7 +36,7 @@ def evaluate_paired(lab: Lab, experiment: int) -> tuple[Measurement, list[float]
 
 @task(name="calibrate", cache_policy=NO_CACHE)
 def calibrate(lab: Lab, label: int | str) -> Measurement:
-    """The study's noise: the champion run calibration_runs times (at the start, on a new machine)."""
+    """The study's noise: the champion run several times (at the start, on a new machine)."""
     m = lab.calibrate(label)
     _log(lab, m)
     return m

@@ -20,7 +20,8 @@ def holdout(lab: Lab) -> dict[str, Any]:
     name = lab.study.config.holdout.metric
     if result["status"] == "ok":
         verdict = "OVERFITTING" if result["overfitting"] else "ok"
-        text = f"holdout {name} {result['value']:.6g} (at baseline {result['baseline']:.6g}): {verdict}"
+        value, base = result["value"], result["baseline"]
+        text = f"holdout {name} {value:.6g} (at baseline {base:.6g}): {verdict}"
     else:
         text = f"holdout crashed: {result['reason']}"
     row = make_row(

@@ -14,8 +14,10 @@ ROOT = Path(__file__).resolve().parent.parent
 COOLING = ROOT / "artifacts" / "cooling"
 
 os.environ.update(
-    GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="test@localhost",
-    GIT_COMMITTER_NAME="test", GIT_COMMITTER_EMAIL="test@localhost",
+    GIT_AUTHOR_NAME="test",
+    GIT_AUTHOR_EMAIL="test@localhost",
+    GIT_COMMITTER_NAME="test",
+    GIT_COMMITTER_EMAIL="test@localhost",
     PREFECT_SERVER_ANALYTICS_ENABLED="false",
 )
 
@@ -49,7 +51,9 @@ StudyFactory = Callable[..., Path]
 def make_study(tmp_path: Path) -> StudyFactory:
     """A small study whose evaluator is any Python script: model.py holds X, lower score wins."""
 
-    def make(evaluate: str = "", yaml_extra: str = "", model: str = "X = 10.0\n", **files: str) -> Path:
+    def make(
+        evaluate: str = "", yaml_extra: str = "", model: str = "X = 10.0\n", **files: str
+    ) -> Path:
         repo = tmp_path / "repo"
         folder = repo / "study"
         folder.mkdir(parents=True)

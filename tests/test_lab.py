@@ -19,13 +19,23 @@ def baseline(lab: Lab) -> None:
 
 def test_ledger_append_is_idempotent_per_experiment(tmp_path):
     ledger = Ledger(tmp_path / "results.tsv", "rmse")
-    row = {"experiment": 1, "commit": "abc", "rmse": "1.0", "status": "keep", "description": "a\tb\nc"}
+    row = {
+        "experiment": 1,
+        "commit": "abc",
+        "rmse": "1.0",
+        "status": "keep",
+        "description": "a\tb\nc",
+    }
     assert ledger.append(row) is True
     assert ledger.append(row) is False
     rows = ledger.rows()
     assert len(rows) == 1 and rows[0]["description"] == "a b c"
     assert ledger.path.read_text().splitlines()[0].split("\t")[:5] == [
-        "commit", "rmse", "memory_gb", "status", "description"
+        "commit",
+        "rmse",
+        "memory_gb",
+        "status",
+        "description",
     ]
     assert not list(tmp_path.glob(".results.tsv.*"))  # no temporary file left behind
 

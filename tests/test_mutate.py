@@ -22,8 +22,15 @@ def f(x):
 def context(folder: Path, history: list[dict[str, str]] | None = None, n: int = 2) -> Context:
     study = load_study(folder)
     return Context(
-        study=study, program="", files={"study/model.py": SOURCE}, protected=[],
-        history=history or [], learnings="", last_crash=None, experiment=n, workdir=folder.parent,
+        study=study,
+        program="",
+        files={"study/model.py": SOURCE},
+        protected=[],
+        history=history or [],
+        learnings="",
+        last_crash=None,
+        experiment=n,
+        workdir=folder.parent,
     )
 
 
@@ -42,7 +49,9 @@ def test_deterministic_for_a_seed(make_study):
     assert a == b
     assert len({a.key, *c}) > 1
     changed = [
-        (x, y) for x, y in zip(SOURCE.splitlines(), a.files["study/model.py"].splitlines()) if x != y
+        (x, y)
+        for x, y in zip(SOURCE.splitlines(), a.files["study/model.py"].splitlines(), strict=True)
+        if x != y
     ]
     assert len(changed) == 1
 

@@ -71,7 +71,9 @@ def test_not_yaml_and_no_file(tmp_path, make_study):
 
 def test_cli_exits_2_and_writes_nothing(make_study):
     folder = make_study()
-    write_yaml(folder, "name: toy\neditable: [nope.py]\nevaluator: {command: x}\nmetric: {name: s}\n")
+    write_yaml(
+        folder, "name: toy\neditable: [nope.py]\nevaluator: {command: x}\nmetric: {name: s}\n"
+    )
     git(folder.parent, "commit", "-qam", "broken study")
     before = sorted(p for p in folder.parent.rglob("*") if ".git" not in p.parts)
     for command in ("run", "status", "check"):
