@@ -197,6 +197,14 @@ class Lab:
             "overfitting": loss > cfg.tolerance,
         }
 
+    def overfitting_since(self, experiment: int) -> bool:
+        """Did a holdout check from this experiment on find the champion worse than at the start?"""
+        return any(
+            r["status"] == "holdout" and "OVERFITTING" in r["description"]
+            for r in self.ledger.rows()
+            if int(r["experiment"]) >= experiment
+        )
+
     # decisions -------------------------------------------------------------------------
 
     @property

@@ -41,6 +41,7 @@ class CommandEvaluatorConfig(Strict):
     command: str
     timeout_s: float = Field(600, gt=0)
     env: dict[str, str] = {}
+    max_log_mb: float = Field(20, gt=0)
 
 
 class HttpEvaluatorConfig(Strict):

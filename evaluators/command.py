@@ -14,8 +14,10 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import IO
 
 from autoresearch.secrets import is_secret_name
 from autoresearch.study import CommandEvaluatorConfig
@@ -26,6 +28,8 @@ LINE = re.compile(rf"^\s*([A-Za-z_][\w.]*)\s*:\s*({NUMBER})\s*$", re.IGNORECASE)
 PI_LINE = re.compile(rf"^\s*METRIC\s+([A-Za-z_][\w.]*)\s*=\s*({NUMBER})\s*$", re.IGNORECASE)
 TAIL_LINES = 50
 GRACE_S = 2.0
+CHUNK = 65536
+TAIL_BYTES = 65536
 
 
 def parse_metrics(text: str) -> dict[str, float]:
@@ -71,8 +75,34 @@ def kill_group(proc: subprocess.Popen[bytes]) -> None:
     proc.wait()
 
 
+def copy_capped(source: IO[bytes], log: IO[bytes], cap: int) -> None:
+    """Copy output to the log up to `cap` bytes; past that keep only the last TAIL_BYTES."""
+    written = dropped = 0
+    tail_buf = bytearray()
+    for chunk in iter(lambda: source.read1(CHUNK), b""):  # type: ignore[attr-defined]
+        room = max(0, cap - written)
+        log.write(chunk[:room])
+        written += min(room, len(chunk))
+        rest = chunk[room:]
+        if rest:
+            tail_buf += rest
+            dropped += len(rest)
+            del tail_buf[:-TAIL_BYTES]
+    if dropped:
+        shown = len(tail_buf)
+        log.write(
+            f"\n[... output capped at {cap} bytes: {dropped - shown} bytes dropped ...]\n".encode()
+        )
+        log.write(bytes(tail_buf))
+
+
 def run_command(
-    command: str, cwd: Path, log_path: Path, timeout_s: float, env: dict[str, str]
+    command: str,
+    cwd: Path,
+    log_path: Path,
+    timeout_s: float,
+    env: dict[str, str],
+    max_log_bytes: int = 20_000_000,
 ) -> tuple[int | None, float]:
     """Run a shell command with its output to log_path. Returns (exit code or None, seconds)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -82,18 +112,23 @@ def run_command(
             command,
             shell=True,
             cwd=cwd,
-            stdout=log,
+            stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=env,
             start_new_session=True,
         )
+        assert proc.stdout is not None
+        copier = threading.Thread(target=copy_capped, args=(proc.stdout, log, max_log_bytes))
+        copier.start()
         try:
             code: int | None = proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             code = None
         finally:
             kill_group(proc)  # also reaps grandchildren left behind by a command that exited
+            copier.join()
+            proc.stdout.close()
     return code, time.monotonic() - start
 
 
@@ -129,6 +164,7 @@ class CommandEvaluator:
             log_path,
             self.config.timeout_s,
             clean_env(self.config.env),
+            int(self.config.max_log_mb * 1_000_000),
         )
         text = log_path.read_text(errors="replace")
         return measure(text, self.metric, code, self.config.timeout_s, seconds)

@@ -23,6 +23,7 @@ def campaign(
 ) -> dict[str, Any]:
     log = get_run_logger()
     lab = Lab.open(study)
+    first = lab.ledger.next_experiment()
     budget = lab.study.config.budget
     experiments = experiments or budget.experiments or (None if minutes else 10)
     minutes = minutes or budget.minutes
@@ -53,6 +54,8 @@ def campaign(
             break
     if stop:
         log.warning(stop)
-    overfitting = lab.holdout_due(at_end=True) and holdout(lab).get("overfitting", False)
+    if lab.holdout_due(at_end=True):
+        holdout(lab)
+    overfitting = lab.overfitting_since(first)
     summary = publish(lab)
     return summary | {"ran": done, "stop": stop, "overfitting": overfitting}

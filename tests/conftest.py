@@ -74,6 +74,34 @@ def make_study(tmp_path: Path) -> StudyFactory:
     return make
 
 
+class Scripted:
+    """A proposer that returns prepared changes, one per experiment, in order."""
+
+    name = "scripted"
+
+    def __init__(self, changes: list[dict[str, str]]) -> None:
+        self.changes = changes
+
+    def propose(self, context):  # noqa: ANN001, ANN201
+        from proposers.base import Proposal
+
+        files = self.changes.pop(0)
+        return Proposal(f"scripted {sorted(files)}", files, self.name)
+
+    def learn(self, context, outcome) -> None:  # noqa: ANN001
+        return None
+
+
+@pytest.fixture
+def scripted(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, str]]:
+    """Make every experiment flow take its proposals from the returned list."""
+    import flows.experiment
+
+    changes: list[dict[str, str]] = []
+    monkeypatch.setattr(flows.experiment, "make_proposer", lambda *a: Scripted(changes))
+    return changes
+
+
 @pytest.fixture(scope="session")
 def prefect_server(tmp_path_factory: pytest.TempPathFactory):
     """One Prefect test server for the few flow-level tests, with a temporary PREFECT_HOME."""

@@ -48,6 +48,17 @@ def test_log_tail_is_the_last_50_lines(tmp_path):
     assert len(lines) == 50 and lines[-1] == "line 199" and m.reason == "exit code 3"
 
 
+def test_output_is_capped_but_the_metric_survives(tmp_path):
+    (tmp_path / "job.py").write_text(
+        "import sys\nfor _ in range(3000): sys.stdout.write('x' * 999 + '\\n')\nprint('val_bpb: 2.5')\n"
+    )
+    config = CommandEvaluatorConfig(command="python job.py", timeout_s=20, max_log_mb=0.5)
+    m = CommandEvaluator(config, "val_bpb").evaluate(tmp_path, tmp_path / "capped.log")
+    log = (tmp_path / "capped.log").read_bytes()
+    assert m.status == "ok" and m.metric == 2.5
+    assert len(log) < 500_000 + 70_000 and b"output capped at 500000 bytes" in log
+
+
 def gone(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -6,11 +6,9 @@ from pathlib import Path
 
 import pytest
 
-import flows.experiment as experiment_module
 from autoresearch.lab import Lab
 from flows.campaign import campaign
 from flows.experiment import experiment
-from proposers.base import Proposal
 from tests.conftest import git
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -21,24 +19,8 @@ print(f"score: {abs(model.X - 3.0):.6f}")
 """
 
 
-class Scripted:
-    """A proposer that returns prepared changes of model.py, one per experiment."""
-
-    name = "scripted"
-
-    def __init__(self, changes: list[dict[str, str]]) -> None:
-        self.changes = changes
-
-    def propose(self, context):
-        files = self.changes.pop(0)
-        return Proposal(f"scripted {sorted(files)}", files, self.name)
-
-    def learn(self, context, outcome):
-        return None
-
-
 @pytest.fixture
-def scripted_study(make_study, tmp_path, monkeypatch):
+def scripted_study(make_study, tmp_path, scripted):
     marks = tmp_path / "marks.txt"
     folder = make_study(EVALUATE, yaml_extra="")
     text = (
@@ -48,9 +30,7 @@ def scripted_study(make_study, tmp_path, monkeypatch):
     )
     (folder / "study.yaml").write_text(text)
     git(folder.parent, "commit", "-qam", "marks")
-    changes: list[dict[str, str]] = []
-    monkeypatch.setattr(experiment_module, "make_proposer", lambda *a: Scripted(changes))
-    return folder, changes, marks
+    return folder, scripted, marks
 
 
 def head_text(folder: Path) -> str:

@@ -1,0 +1,116 @@
+"""Noise-aware decisions wired into the flows: calibration, repeats, paired runs, holdout, secrets."""
+
+from __future__ import annotations
+
+import pytest
+
+from autoresearch.lab import Lab
+from flows.campaign import campaign
+from flows.experiment import experiment
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+NOISY = """import os, random, model
+print("env:", sorted(os.environ))
+print(f"score: {abs(model.X - 3.0) + 1.0 + random.gauss(0, 0.01):.6f}")
+"""
+HOLDOUT = "import model\nprint(f'holdout_score: {abs(model.X - 5.0):.6f}')\n"
+
+
+def test_sigma_calibrates_then_repeats(make_study, scripted):
+    folder = make_study(NOISY, "  decision: {rule: sigma, calibration_runs: 3, repeats: 4, k: 2}\n")
+    text = (
+        (folder / "study.yaml")
+        .read_text()
+        .replace(
+            "metric: {name: score, direction: minimize}\n  decision",
+            "metric:\n  name: score\n  decision",
+        )
+    )
+    (folder / "study.yaml").write_text(text)
+    scripted += [{"study/model.py": "X = 4.0\n"}, {"study/model.py": "X = 4.0005\n"}]
+    assert experiment(str(folder))["description"] == "baseline"
+    lab = Lab.open(folder)
+    cal = lab.state.load()["calibration"]
+    assert len(cal["samples"]) == 3 and 0 < cal["sigma"] < 0.1
+    assert [p.name for p in sorted((lab.study.state_dir / "logs").iterdir())] == [
+        "1-2.log",
+        "1-3.log",
+        "1.log",
+    ]
+    big = experiment(str(folder))
+    assert big["status"] == "keep" and big["evidence"].startswith("sigma n=3/4")
+    assert len(Lab.open(folder).champion_samples()) == 4
+    tiny = experiment(str(folder))
+    assert tiny["status"] == "discard"  # 0.0005 is far inside the noise
+
+
+def test_new_machine_recalibrates(make_study, scripted):
+    folder = make_study(NOISY)
+    (folder / "study.yaml").write_text(
+        (folder / "study.yaml")
+        .read_text()
+        .replace(
+            "direction: minimize}",
+            "direction: minimize, decision: {rule: sigma, calibration_runs: 2}}",
+        )
+    )
+    scripted += [{"study/model.py": "X = 2.0\n"}]
+    experiment(str(folder))
+    lab = Lab.open(folder)
+    lab.state.update(calibration=lab.state.load()["calibration"] | {"machine": "elsewhere"})
+    assert lab.needs_calibration()
+    experiment(str(folder))
+    assert not Lab.open(folder).needs_calibration()
+    assert (lab.study.state_dir / "logs" / "2-calibration.log").exists()
+
+
+def test_mannwhitney_measures_the_champion_beside_the_candidate(make_study, scripted):
+    folder = make_study(NOISY)
+    (folder / "study.yaml").write_text(
+        (folder / "study.yaml")
+        .read_text()
+        .replace(
+            "direction: minimize}",
+            "direction: minimize, decision: {rule: mannwhitney, repeats: 6, min_effect: 0.05}}",
+        )
+    )
+    scripted += [{"study/model.py": "X = 5.0\n"}]
+    experiment(str(folder))
+    row = experiment(str(folder))
+    logs = {p.name for p in (Lab.open(folder).study.state_dir / "logs").iterdir()}
+    assert {"2.log", "2-6.log", "2-champion-1.log", "2-champion-6.log"} <= logs
+    assert row["status"] == "keep" and row["evidence"].startswith("mannwhitney n=6/6")
+
+
+def test_holdout_regression_is_flagged_as_overfitting(make_study, scripted):
+    folder = make_study(model="X = 4.0\n", **{"holdout.py": HOLDOUT})
+    (folder / "study.yaml").write_text(
+        (folder / "study.yaml")
+        .read_text()
+        .replace("protected: [evaluate.py]", "protected: [evaluate.py, holdout.py]")
+        + "holdout: {command: python holdout.py, metric: holdout_score, every: 1}\n"
+    )
+    scripted += [{"study/model.py": "X = 3.0\n"}]
+    result = campaign(str(folder), experiments=2)
+    rows = Lab.open(folder).ledger.rows()
+    assert [r["status"] for r in rows] == ["keep", "holdout", "keep", "holdout"]
+    assert rows[1]["description"].endswith(": ok")
+    assert "OVERFITTING" in rows[3]["description"]
+    assert result["overfitting"] is True
+
+
+def test_secrets_reach_no_evaluator_and_no_file(make_study, scripted, monkeypatch):
+    secret = "sk-ant-api03-never-write-me-anywhere"
+    monkeypatch.setenv("ANTHROPIC_API_KEY", secret)
+    monkeypatch.setenv("MY_SERVICE_TOKEN", "tok-also-a-secret-value")
+    folder = make_study(NOISY)
+    scripted += [{"study/model.py": f"X = 2.0  # {secret}\n"}]
+    campaign(str(folder), experiments=2, proposer="mutate")
+    state_dir = Lab.open(folder).study.state_dir
+    log = (state_dir / "logs" / "1.log").read_text()
+    assert "ANTHROPIC_API_KEY" not in log and "MY_SERVICE_TOKEN" not in log
+    for path in state_dir.rglob("*"):
+        if path.is_file() and "worktree" not in path.parts:
+            text = path.read_text(errors="replace")
+            assert secret not in text and "tok-also-a-secret-value" not in text, path
