@@ -49,9 +49,8 @@ def test_log_tail_is_the_last_50_lines(tmp_path):
 
 
 def test_output_is_capped_but_the_metric_survives(tmp_path):
-    (tmp_path / "job.py").write_text(
-        "import sys\nfor _ in range(3000): sys.stdout.write('x' * 999 + '\\n')\nprint('val_bpb: 2.5')\n"
-    )
+    job = "import sys\nfor _ in range(3000): sys.stdout.write('x' * 999 + '\\n')\n"
+    (tmp_path / "job.py").write_text(job + "print('val_bpb: 2.5')\n")
     config = CommandEvaluatorConfig(command="python job.py", timeout_s=20, max_log_mb=0.5)
     m = CommandEvaluator(config, "val_bpb").evaluate(tmp_path, tmp_path / "capped.log")
     log = (tmp_path / "capped.log").read_bytes()

@@ -1,4 +1,4 @@
-"""Noise-aware decisions wired into the flows: calibration, repeats, paired runs, holdout, secrets."""
+"""Noise-aware decisions in the flows: calibration, repeats, paired runs, holdout, secrets."""
 
 from __future__ import annotations
 
