@@ -284,12 +284,7 @@ class Lab:
 
     # the ledger ------------------------------------------------------------------------
 
-    def record(
-        self,
-        row: dict[str, Any],
-        new_learnings: str | None = None,
-        measurement: Measurement | None = None,
-    ) -> None:
+    def record(self, row: dict[str, Any], measurement: Measurement | None = None) -> None:
         """Append the experiment's row (the commit point), then bring resource.md up to date.
 
         A kept row also stores the runs behind it, so the next candidates face all of them.
@@ -300,11 +295,13 @@ class Lab:
                 champion_samples={"commit": row["commit"], "samples": list(measurement.samples)},
                 champion_counts=_counts(measurement),
             )
+        self.write_learnings(learnings.read(self.resource_path))
+
+    def write_learnings(self, text: str) -> None:
+        """resource.md as given (a person's or a model's), with the ledger's summary block in it."""
+        block = learnings.summary(self.ledger.rows(), self.study.metric.name)
         limit = self.study.config.proposer.learnings_max_chars
-        if new_learnings is None:
-            block = learnings.summary(self.ledger.rows(), self.study.metric.name)
-            new_learnings = learnings.with_summary(learnings.read(self.resource_path), block)
-        learnings.write(self.resource_path, new_learnings, limit)
+        learnings.write(self.resource_path, learnings.with_summary(text, block), limit)
 
     def outcome(
         self,

@@ -22,10 +22,15 @@ def persist(
     outcome: Outcome | None = None,
     measurement: Measurement | None = None,
 ) -> None:
-    learned = None
+    lab.record(row, measurement)
     if proposer and outcome:
-        learned = proposer.learn(lab.context(row["experiment"]), outcome)
-    lab.record(row, learned, measurement)
+        try:
+            learned = proposer.learn(lab.context(row["experiment"]), outcome)
+        except Exception as exc:  # the row is safe; a failed note must not stop the campaign
+            get_run_logger().warning("learnings not updated: %s", exc)
+        else:
+            if learned is not None:
+                lab.write_learnings(learned)
     get_run_logger().info(
         "#%s %s %s %s",
         row["experiment"],
@@ -37,7 +42,11 @@ def persist(
 
 @task(name="publish", cache_policy=NO_CACHE)
 def publish(lab: Lab) -> dict[str, Any]:
-    """The study's results table and summary, under one key each, so the latest is easy to find."""
+    """The study's results table and summary, under one key each, so the latest is easy to find.
+
+    Also writes progress.png and report.html; the summary carries the chart inline (a data-URI
+    PNG, which the UI renders), the cost so far and the report's path.
+    """
     key = report.artifact_key(lab.study.name)
     frame = report.results_frame(lab.ledger)
     create_table_artifact(
@@ -45,9 +54,17 @@ def publish(lab: Lab) -> dict[str, Any]:
         table=frame.astype(str).to_dict(orient="records"),
         description=f"results.tsv of study {lab.study.name}",
     )
+    report_path = None
+    chart = ""
+    if len(frame):
+        try:
+            report_path = report.write_report(lab.study)[1]
+            chart = report.chart_markdown(lab.study, lab.ledger)
+        except Exception as exc:  # the report is a view: never fail the campaign over it
+            get_run_logger().warning("report of %s not written: %s", lab.study.name, exc)
     create_markdown_artifact(
         key=f"{key}-summary",
-        markdown=report.summary_markdown(lab),
+        markdown=report.summary_markdown(lab, chart, report_path),
         description=f"champion of study {lab.study.name}",
     )
-    return report.summary(lab.ledger)
+    return report.summary(lab.ledger) | {"report": str(report_path) if report_path else None}
