@@ -24,7 +24,7 @@ from autoresearch.workspace import GuardViolation, Workspace
 from evaluators import make_evaluator
 from evaluators.base import Evaluator, Measurement
 from evaluators.command import CommandEvaluator
-from proposers.base import Context, Outcome, Proposal
+from proposers.base import Context, Outcome, Proposal, Usage
 
 DEFAULT_PROGRAM = Path(__file__).resolve().parent.parent / "program.md"
 
@@ -110,6 +110,7 @@ class Lab:
             last_crash=last_crash,
             experiment=experiment,
             workdir=self.workspace.path,
+            tried={r["key"] for r in rows if r.get("key")},
         )
 
     def apply(self, proposal: Proposal) -> Candidate:
@@ -265,6 +266,13 @@ class Lab:
         champion: list[float] | None = None,
     ) -> Verdict:
         assert measurement.metric is not None
+        theirs = self.state.load().get("champion_samples", {}).get("tags", {})
+        differ = [
+            k for k in theirs.keys() & measurement.tags.keys() if theirs[k] != measurement.tags[k]
+        ]
+        if differ:
+            why = f"not comparable: {', '.join(differ)} differs from the champion's"
+            return Verdict("discard", why, why)
         cal = self.state.load().get("calibration", {})
         counts = _counts(measurement) if self.rule.rule == "beta_binomial" else None
         base = self.state.load().get("champion_counts") if counts else None
@@ -291,8 +299,9 @@ class Lab:
         """
         self.ledger.append(row)
         if row["status"] == "keep" and measurement is not None:
+            samples = {"commit": row["commit"], "samples": list(measurement.samples)}
             self.state.update(
-                champion_samples={"commit": row["commit"], "samples": list(measurement.samples)},
+                champion_samples=samples | {"tags": measurement.tags},
                 champion_counts=_counts(measurement),
             )
         self.write_learnings(learnings.read(self.resource_path))
@@ -350,6 +359,17 @@ def _counts(m: Measurement) -> tuple[int, int] | None:
     return (int(s), int(n)) if s is not None and n is not None else None
 
 
+def add_usage(row: dict[str, Any], usage: Usage, cost_usd: float) -> dict[str, Any]:
+    """The row with more tokens and dollars in it (a proposer's learning step, say)."""
+    return row | {
+        "tokens_in": int(row["tokens_in"]) + usage.input_tokens,
+        "tokens_out": int(row["tokens_out"]) + usage.output_tokens,
+        "tokens_cache_read": int(row["tokens_cache_read"]) + usage.cache_read_tokens,
+        "tokens_cache_write": int(row["tokens_cache_write"]) + usage.cache_write_tokens,
+        "cost_usd": f"{float(row['cost_usd']) + cost_usd:.6f}",
+    }
+
+
 def make_row(
     experiment: int,
     started: float,
@@ -368,6 +388,7 @@ def make_row(
     metric = measurement.metric if ok and measurement else 0.0
     memory = measurement.secondary.get("memory_gb", 0.0) if ok and measurement else 0.0
     usage = proposal.usage if proposal else None
+    tag_text = [f"{k}={v[:12]}" for k, v in measurement.tags.items()] if measurement else []
     return {
         "commit": commit[:7] if commit else "-",
         metric_name: f"{metric:.6f}",
@@ -385,5 +406,6 @@ def make_row(
         "tokens_cache_read": usage.cache_read_tokens if usage else 0,
         "tokens_cache_write": usage.cache_write_tokens if usage else 0,
         "cost_usd": f"{proposal.cost_usd:.6f}" if proposal else "0.000000",
-        "evidence": evidence,
+        "evidence": " ".join([evidence, *tag_text]).strip(),
+        "key": proposal.key if proposal else "",
     }

@@ -33,6 +33,7 @@ OURS = [
     "tokens_cache_write",
     "cost_usd",
     "evidence",
+    "key",
 ]
 KEPT = {"keep"}
 
@@ -82,10 +83,14 @@ class Ledger:
         rows = self.rows()
         if any(r.get("experiment") == str(row["experiment"]) for r in rows):
             return False
-        line = "\t".join(_clean(row.get(c, "")) for c in self.columns) + "\n"
-        head = self.path.read_text() if self.path.exists() else "\t".join(self.columns) + "\n"
-        atomic_write(self.path, head + line)
+        text = self.path.read_text() if self.path.exists() else ""
+        if text.split("\n", 1)[0] != "\t".join(self.columns):  # new, or from an older version
+            text = "".join(self._line(r) for r in [dict(zip(self.columns, self.columns)), *rows])
+        atomic_write(self.path, text + self._line(row))
         return True
+
+    def _line(self, row: dict[str, Any]) -> str:
+        return "\t".join(_clean(row.get(c) or "") for c in self.columns) + "\n"
 
     def next_experiment(self) -> int:
         rows = self.rows()

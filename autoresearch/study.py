@@ -59,7 +59,7 @@ class JudgeEvaluatorConfig(Strict):
     kind: Literal["judge"]
     prompt_file: str
     cases: str
-    model: str = "claude-sonnet-4-5"
+    model: str = "claude-sonnet-4-6"
     judge_model: str | None = None
     base_url: str | None = None
     max_tokens: int = Field(1024, gt=0)
@@ -130,8 +130,9 @@ class ProposerConfig(Strict):
     seed: int = 0
     # mutate
     step: float = Field(0.2, gt=0)
+    mutate_lines: list[str] = []  # regexes: only numbers on matching lines are perturbed
     # claude
-    model: str = "claude-sonnet-4-5"
+    model: str = "claude-sonnet-4-6"
     max_tokens: int = Field(8192, gt=0)
     temperature: float = Field(1.0, ge=0, le=1)
     base_url: str | None = None

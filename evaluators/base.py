@@ -17,6 +17,7 @@ class Measurement:
     log_tail: str = ""
     duration_s: float = 0.0
     samples: tuple[float, ...] = ()  # one value per run, for the statistical decision rules
+    tags: dict[str, str] = field(default_factory=dict)  # e.g. the data's sha256: like with like
 
     @classmethod
     def crash(cls, reason: str, log_tail: str = "", duration_s: float = 0.0) -> Measurement:

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import IO
 
@@ -25,6 +26,7 @@ from evaluators.base import Measurement
 
 NUMBER = r"[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|nan|inf(?:inity)?)"
 LINE = re.compile(rf"^\s*([A-Za-z_][\w.]*)\s*:\s*({NUMBER})\s*$", re.IGNORECASE)
+TAG_LINE = re.compile(r"^#\s*([A-Za-z_]\w*_sha256)\s+([0-9a-fA-F]{8,64})\s*$")
 PI_LINE = re.compile(rf"^\s*METRIC\s+([A-Za-z_][\w.]*)\s*=\s*({NUMBER})\s*$", re.IGNORECASE)
 TAIL_LINES = 50
 GRACE_S = 2.0
@@ -40,6 +42,11 @@ def parse_metrics(text: str) -> dict[str, float]:
         if m:
             found[m.group(1)] = float(m.group(2))
     return found
+
+
+def parse_tags(text: str) -> dict[str, str]:
+    """Lines like `# data_sha256 <hex>`: what a result was measured on, recorded beside it."""
+    return {m.group(1): m.group(2) for m in map(TAG_LINE.match, text.splitlines()) if m}
 
 
 def tail(text: str, lines: int = TAIL_LINES) -> str:
@@ -149,7 +156,8 @@ def measure(
         return Measurement.crash(f"{metric} is {value}", log_tail, seconds)
     if "peak_vram_mb" in found:
         found["memory_gb"] = found["peak_vram_mb"] / 1024
-    return Measurement.of(value, secondary=found, log_tail=log_tail, duration_s=seconds)
+    m = Measurement.of(value, secondary=found, log_tail=log_tail, duration_s=seconds)
+    return replace(m, tags=parse_tags(text))
 
 
 class CommandEvaluator:

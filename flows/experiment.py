@@ -73,7 +73,8 @@ def experiment(study: str, proposer: str | None = None, seed: int | None = None)
     except StopCampaign as exc:
         return {"status": "stopped", "reason": str(exc), "experiment": number}
     except InvalidProposal as exc:
-        return finish("invalid", Proposal(f"invalid proposal: {exc}", {}, kind), str(exc))
+        nothing = Proposal(f"invalid proposal: {exc}", {}, kind, "", exc.usage, exc.cost_usd)
+        return finish("invalid", nothing, str(exc))
 
     candidate = verdict = None
     try:

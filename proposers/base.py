@@ -9,14 +9,6 @@ from typing import Protocol
 from autoresearch.study import Study
 
 
-class StopCampaign(Exception):
-    """A fault that must stop the whole campaign (bad credentials, spend limit, budget)."""
-
-
-class InvalidProposal(Exception):
-    """The proposer could not produce a usable change; the experiment is logged as invalid."""
-
-
 @dataclass(frozen=True)
 class Usage:
     input_tokens: int = 0
@@ -40,6 +32,22 @@ class Usage:
             self.cache_write_tokens + other.cache_write_tokens,
             self.cache_read_tokens + other.cache_read_tokens,
         )
+
+
+class StopCampaign(Exception):
+    """A fault that must stop the whole campaign (bad credentials, spend limit, budget)."""
+
+
+class InvalidProposal(Exception):
+    """The proposer could not produce a usable change; the experiment is logged as invalid.
+
+    It still cost tokens: `usage` and `cost_usd` go into the ledger row.
+    """
+
+    def __init__(self, reason: str, usage: Usage | None = None, cost_usd: float = 0.0) -> None:
+        super().__init__(reason)
+        self.usage = usage or Usage()
+        self.cost_usd = cost_usd
 
 
 @dataclass(frozen=True)

@@ -131,13 +131,17 @@ class MutateProposer:
     def __init__(self, config: ProposerConfig, seed: int | None = None) -> None:
         self.config = config
         self.seed = config.seed if seed is None else seed
+        self.patterns = [re.compile(p) for p in config.mutate_lines]
 
     def propose(self, context: Context) -> Proposal:
         rng = random.Random(f"{self.seed}:{context.experiment}")
         step = step_size(self.config.step, context.history)
         seen = tried(context.history) | context.tried
         candidates = [
-            lit for path, text in sorted(context.files.items()) for lit in literals(path, text)
+            lit
+            for path, text in sorted(context.files.items())
+            for lit in literals(path, text)
+            if self._allowed(text, lit)
         ]
         if not candidates:
             raise InvalidProposal("no numeric literal in any editable file")
@@ -155,6 +159,13 @@ class MutateProposer:
                 key=key,
             )
         raise InvalidProposal(f"no untried perturbation found in {ATTEMPTS} attempts")
+
+    def _allowed(self, text: str, lit: Literal) -> bool:
+        """With `mutate_lines`, only numbers on lines matching one of its patterns."""
+        if not self.patterns:
+            return True
+        line = text.splitlines()[lit.line - 1]
+        return any(p.search(line) for p in self.patterns)
 
     def learn(self, context: Context, outcome: Outcome) -> str | None:
         return None  # the core writes the offline summary

@@ -28,6 +28,12 @@ def test_ok_measurement_has_memory_and_log(tmp_path):
     assert "val_bpb: 1.25" in (tmp_path / "logs" / "1.log").read_text()
 
 
+def test_data_checksum_is_kept_as_a_tag(tmp_path):
+    digest = "9d16b167c85b479e2eba60c661b4892c6ea662edb3a76d5da1be5662c2bba292"
+    m = run(tmp_path, f"print('# data_sha256 {digest}')\nprint('val_bpb: 1.5')")
+    assert m.tags == {"data_sha256": digest}
+
+
 def test_pi_autoresearch_format(tmp_path):
     m = run(tmp_path, "print('METRIC total_ms=12.5')", metric="total_ms")
     assert m.status == "ok" and m.metric == 12.5

@@ -102,3 +102,18 @@ def test_cli_init_check_and_status(tmp_path):
     assert result.exit_code == 0 and "No baseline yet" in result.output
     again = CliRunner().invoke(main, ["init", str(repo / "mine")])
     assert again.exit_code != 0 and "already exists" in again.output
+
+
+def test_ledger_from_an_older_version_gains_the_new_columns(tmp_path):
+    path = tmp_path / "results.tsv"
+    path.write_text(
+        "commit\trmse\tmemory_gb\tstatus\tdescription\texperiment\nabc\t1.5\t0.0\tkeep\tbaseline\t1\n"
+    )
+    ledger = Ledger(path, "rmse")
+    ledger.append({"experiment": 2, "commit": "def", "rmse": "1.2", "status": "keep", "key": "k"})
+    rows = ledger.rows()
+    assert path.read_text().splitlines()[0].split("\t") == ledger.columns
+    assert [(r["commit"], r["rmse"], r["key"]) for r in rows] == [
+        ("abc", "1.5", ""),
+        ("def", "1.2", "k"),
+    ]

@@ -74,3 +74,10 @@ def test_step_grows_after_keeps_and_shrinks_after_misses():
     missed = [{"description": row, "status": "discard"}] * 3
     assert step_size(0.2, kept) > 0.2 > step_size(0.2, missed)
     assert step_size(0.2, [{"description": "baseline", "status": "keep"}]) == 0.2
+
+
+def test_mutate_lines_limits_what_is_perturbed(make_study):
+    folder = make_study()
+    config = ProposerConfig(seed=3, mutate_lines=[r"^SIZES"])
+    keys = {MutateProposer(config).propose(context(folder, n=n)).key for n in range(2, 12)}
+    assert keys and all(k.startswith("study/model.py:4:") for k in keys)

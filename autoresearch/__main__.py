@@ -1,0 +1,5 @@
+"""`python -m autoresearch`: the CLI without the console script."""
+
+from autoresearch.cli import main
+
+main()

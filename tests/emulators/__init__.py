@@ -1,0 +1,1 @@
+"""Loopback emulators of outside services, for tests that must use the real client libraries."""
