@@ -9,6 +9,9 @@ for every tool_use, at most 4 cache breakpoints, no forced tool choice), and rep
 cache fields computed by a small model of prompt caching: a prefix up to a cache breakpoint is
 written once and read by later requests that share it.
 
+A `responder` (body -> Reply or None) answers before the script: a stand-in for a model whose
+answer depends on the request, such as the model a judged prompt is run on.
+
 With `auto=True` it answers unscripted requests itself: a `propose_change` call that changes one
 numeric literal of the first `<file path="...">` block in the prompt, or a `write_learnings` call
 that appends the outcome to the learnings, so that whole campaigns can run against it.
@@ -24,6 +27,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -399,9 +403,11 @@ class AnthropicEmulator:
         min_cache_tokens: int = 1024,
         cache_ttl_s: float = 300.0,
         refuse_forced_tool_choice: bool = True,
+        responder: Callable[[dict[str, Any]], Reply | None] | None = None,
     ) -> None:
         self.api_key = api_key
         self.auto = auto
+        self.responder = responder  # answers first when it returns a Reply (a model stand-in)
         self.refuse_forced_tool_choice = refuse_forced_tool_choice
         self.cache = PromptCache(min_cache_tokens, cache_ttl_s)
         self.requests: list[Recorded] = []
@@ -470,6 +476,9 @@ class AnthropicEmulator:
         return 200, {}, self._message(rec.body, reply, credential), reply.delay_s
 
     def _next(self, body: dict[str, Any]) -> Reply | None:
+        answer = self.responder(body) if self.responder else None
+        if answer is not None:
+            return answer
         with self.lock:
             if self.script:
                 return self.script.popleft()
