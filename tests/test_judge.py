@@ -112,7 +112,8 @@ def test_prompt_suite_improves_under_the_claude_proposer(emulator, suite):
     path = "prompt-suite/prompt.md"
     start = "Read the report and summarise it."
     emulator.push(
-        propose("Answers must be machine-readable", [edit(path, start, start + " Answer in JSON.")]),
+        propose("Answers must be machine-readable",
+                [edit(path, start, start + " Answer in JSON.")]),
         propose("Bound the title",
                 [edit(path, "JSON.", "JSON. Title under 60 characters.")]),
         propose("Name the allowed severities",
