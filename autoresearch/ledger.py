@@ -85,7 +85,9 @@ class Ledger:
             return False
         text = self.path.read_text() if self.path.exists() else ""
         if text.split("\n", 1)[0] != "\t".join(self.columns):  # new, or from an older version
-            text = "".join(self._line(r) for r in [dict(zip(self.columns, self.columns)), *rows])
+            text = "".join(
+                self._line(r) for r in [dict(zip(self.columns, self.columns, strict=True)), *rows]
+            )
         atomic_write(self.path, text + self._line(row))
         return True
 

@@ -1,4 +1,4 @@
-"""Keep secrets out of everything we write: ledgers, learnings, logs, artifacts, reports."""
+"""Keep secrets out of everything we write: ledgers, learnings, logs, prompts, reports."""
 
 from __future__ import annotations
 
@@ -6,7 +6,14 @@ import os
 import re
 
 SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH", re.IGNORECASE)
-KEY_PATTERNS = re.compile(r"sk-ant-[A-Za-z0-9_\-]{8,}|SG\.[A-Za-z0-9_\-]{16,}\.[A-Za-z0-9_\-]{16,}")
+KEY_PATTERNS = [
+    re.compile(r"sk-ant-[A-Za-z0-9_\-]{6,}"),
+    re.compile(r"\bsk-[A-Za-z0-9_\-]{20,}"),
+    re.compile(r"\bSG\.[A-Za-z0-9_\-]{16,}\.[A-Za-z0-9_\-]{16,}"),
+    re.compile(r"\bAKIA[0-9A-Z]{16}\b"),
+    re.compile(r"\b(?:ghp|gho|ghs|github_pat)_[A-Za-z0-9_]{20,}"),
+    re.compile(r"\bxox[abpr]-[A-Za-z0-9\-]{10,}"),
+]
 REDACTED = "[redacted]"
 
 
@@ -14,16 +21,20 @@ def is_secret_name(name: str) -> bool:
     return SECRET_NAME.search(name) is not None
 
 
-def secret_values() -> list[str]:
-    """Values of secret-looking environment variables long enough to be worth hiding."""
-    return sorted(
-        (v for k, v in os.environ.items() if is_secret_name(k) and len(v) >= 8),
-        key=len,
-        reverse=True,
-    )
+def known_secrets(*extra: str | None) -> list[str]:
+    """Secret values to scrub: the given ones and those of secret-named environment variables."""
+    values = [v for v in extra if v] + [v for k, v in os.environ.items() if is_secret_name(k)]
+    return sorted({v for v in values if len(v) >= 8}, key=len, reverse=True)
 
 
-def redact(text: str) -> str:
-    for value in secret_values():
+def redact(text: str, secrets: list[str] | None = None) -> str:
+    """Text with every known secret value and anything that looks like an API key removed."""
+    for value in known_secrets() if secrets is None else secrets:
         text = text.replace(value, REDACTED)
-    return KEY_PATTERNS.sub(REDACTED, text)
+    for pattern in KEY_PATTERNS:
+        text = pattern.sub(REDACTED, text)
+    return text
+
+
+def holds_secret(text: str, secrets: list[str] | None = None) -> bool:
+    return redact(text, secrets) != text

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import git
 
+from autoresearch.secrets import known_secrets, redact
 from autoresearch.study import ProposerConfig
 from proposers import prompt
 from proposers.base import Context, InvalidProposal, Outcome, Proposal, StopCampaign
@@ -42,7 +43,7 @@ def hypothesis_from(stdout: str, secrets: list[str]) -> str:
     lines = [line for line in stdout.splitlines() if line.strip()]
     marked = [m.group(1) for line in lines if (m := HYPOTHESIS_RE.match(line))]
     text = marked[-1] if marked else (lines[-1] if lines else "")
-    return " ".join(prompt.redact(text, secrets).split())[:HYPOTHESIS_CHARS]
+    return " ".join(redact(text, secrets).split())[:HYPOTHESIS_CHARS]
 
 
 def kill_group(proc: subprocess.Popen[bytes]) -> None:
@@ -90,7 +91,7 @@ class AgentCliProposer:
                 "'claude -p {prompt_file}' or 'codex exec \"$(cat {prompt_file})\"'"
             )
         self.config = config
-        self.secrets = prompt.known_secrets()
+        self.secrets = known_secrets()
 
     def command_line(self, prompt_file: Path, workdir: Path) -> str:
         return self.config.command.replace(  # type: ignore[union-attr]
@@ -159,9 +160,7 @@ class AgentCliProposer:
                     kill_group(proc)  # leftover children must not edit the worktree later
             stdout = out_path.read_text(errors="replace")
             if code != 0:
-                tail = prompt.redact(
-                    err_path.read_text(errors="replace")[-TAIL_CHARS:], self.secrets
-                )
+                tail = redact(err_path.read_text(errors="replace")[-TAIL_CHARS:], self.secrets)
                 raise InvalidProposal(f"the agent command exited with code {code}: {tail.strip()}")
         return stdout
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import anthropic
 
+from autoresearch.secrets import holds_secret, known_secrets, redact
 from autoresearch.study import Prices, ProposerConfig
 from proposers import prompt
 from proposers.base import Context, InvalidProposal, Outcome, Proposal, StopCampaign, Usage
@@ -258,11 +259,9 @@ def check_proposal(
     if not changed:
         raise Rejected("the edits change nothing; propose a real change")
     for path, text in changed.items():
-        if prompt.holds_secret(text, secrets) and not prompt.holds_secret(
-            context.files[path], secrets
-        ):
+        if holds_secret(text, secrets) and not holds_secret(context.files[path], secrets):
             raise Rejected(f"the edit would write a credential into {path}; never do that")
-    clean = " ".join(prompt.redact(hypothesis, secrets).split())[:HYPOTHESIS_CHARS]
+    clean = " ".join(redact(hypothesis, secrets).split())[:HYPOTHESIS_CHARS]
     return clean, changed
 
 
@@ -276,7 +275,7 @@ def _blocks(message: Any, secrets: list[str]) -> list[dict[str, Any]]:
     for block in message.content:
         data = block.model_dump(mode="json", exclude_none=True)
         if data.get("type") not in ("thinking", "redacted_thinking"):
-            data = json.loads(prompt.redact(json.dumps(data), secrets))
+            data = json.loads(redact(json.dumps(data), secrets))
         out.append(data)
     return out
 
@@ -349,7 +348,7 @@ class ClaudeProposer:
     ) -> None:
         key = api_key or os.environ.get("ANTHROPIC_API_KEY")
         self.config = config
-        self.secrets = prompt.known_secrets(key)
+        self.secrets = known_secrets(key)
         self.base_url = config.base_url or os.environ.get("ANTHROPIC_BASE_URL") or None
         self.client = self._client(key, max_retries) if key else None
         self.prices = price_for(config.model, config.prices)
@@ -535,7 +534,7 @@ class ClaudeProposer:
             raw = "".join(b.text for b in message.content if b.type == "text") or None
         if not isinstance(raw, str) or not raw.strip():
             return None
-        return prompt.redact(raw.strip(), self.secrets) + "\n"
+        return redact(raw.strip(), self.secrets) + "\n"
 
 
 def _bound(text: str, limit: int) -> str:

@@ -15,8 +15,6 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-import os
-import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -27,16 +25,6 @@ LEARN_TOOL = "write_learnings"
 CRASH_TAIL_CHARS = 3000
 DIFF_CHARS = 4000
 DESCRIPTION_CHARS = 200
-
-SECRET_PATTERNS = [
-    re.compile(r"sk-ant-[A-Za-z0-9_\-]{6,}"),
-    re.compile(r"\bsk-[A-Za-z0-9_\-]{20,}"),
-    re.compile(r"\bAKIA[0-9A-Z]{16}\b"),
-    re.compile(r"\b(?:ghp|gho|ghs|github_pat)_[A-Za-z0-9_]{20,}"),
-    re.compile(r"\bxox[abpr]-[A-Za-z0-9\-]{10,}"),
-]
-SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH", re.IGNORECASE)
-REDACTED = "[redacted]"
 
 LEARNING_SECTIONS = (
     "## What worked",
@@ -89,25 +77,6 @@ class PromptParts:
 
 
 # Secrets and identity ------------------------------------------------------------------
-
-
-def known_secrets(*extra: str | None) -> list[str]:
-    """Secret values to scrub: the given ones and those of secret-named environment variables."""
-    values = [v for v in extra if v] + [v for k, v in os.environ.items() if SECRET_NAME.search(k)]
-    return sorted({v for v in values if len(v) >= 8}, key=len, reverse=True)
-
-
-def redact(text: str, secrets: list[str]) -> str:
-    """Text with every known secret value and anything that looks like an API key removed."""
-    for value in secrets:
-        text = text.replace(value, REDACTED)
-    for pattern in SECRET_PATTERNS:
-        text = pattern.sub(REDACTED, text)
-    return text
-
-
-def holds_secret(text: str, secrets: list[str]) -> bool:
-    return redact(text, secrets) != text
 
 
 def files_key(files: dict[str, str]) -> str:
