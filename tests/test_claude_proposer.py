@@ -662,3 +662,23 @@ def test_a_request_no_retry_can_fix_stops_the_campaign(
     with pytest.raises(StopCampaign, match=expected):
         proposer(emu, key).propose(make_context(folder))
     assert len(emu.messages_requests) == 1
+
+
+def test_the_prompt_states_the_decision_rule_and_the_simplicity_cost(folder: Path) -> None:
+    from dataclasses import replace
+
+    from proposers.prompt import system_text
+
+    ctx = make_context(folder)
+    assert "better than the champion by more than 0" in system_text(ctx)
+    metric = ctx.study.config.metric
+    strict = metric.model_copy(
+        update={
+            "decision": metric.decision.model_copy(
+                update={"rule": "sigma", "complexity_cost": 0.01}
+            )
+        }
+    )
+    ctx.study.config = ctx.study.config.model_copy(update={"metric": strict})
+    text = system_text(replace(ctx))
+    assert "2 standard deviations" in text and "deletes code is kept" in text
