@@ -1,15 +1,18 @@
-"""The `autoresearch` command: run a study, look at it, start a new one, check one."""
+"""The `autoresearch` command: run a study, look at it, report on it, serve and trigger it."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import click
+import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -50,15 +53,25 @@ def main() -> None:
 @click.option("--minutes", type=float, help="Stop starting experiments after this many minutes.")
 @click.option("--proposer", type=click.Choice(["auto", "mutate", "claude", "agent_cli"]))
 @click.option("--seed", type=int, help="Seed of the offline proposer.")
+@click.option(
+    "--wait",
+    "wait_s",
+    type=float,
+    default=0.0,
+    help="If another run is writing STUDY, wait up to this many seconds for it "
+    "(default 0: refuse at once; -1: as long as it takes).",
+)
 def run(
     study: str,
     experiments: int | None,
     minutes: float | None,
     proposer: str | None,
     seed: int | None,
+    wait_s: float,
 ) -> None:
     """Hill-climb STUDY: experiments as Prefect flows, each kept only if really better."""
     spec, ledger = _ledger(study)
+    from autoresearch.lock import StudyLocked
     from flows.campaign import campaign
     from proposers import choose_kind
 
@@ -68,7 +81,9 @@ def run(
     watcher = threading.Thread(target=_watch, args=(ledger, planned, done), daemon=True)
     watcher.start()
     try:
-        result = campaign(str(spec.folder), experiments, minutes, proposer, seed)
+        result = campaign(str(spec.folder), experiments, minutes, proposer, seed, wait_s)
+    except StudyLocked as exc:
+        _fail(exc)
     finally:
         done.set()
         watcher.join()
@@ -181,3 +196,157 @@ def check(study: str) -> None:
         f"{lab.study.metric.name}: {m.metric:.6g} in {m.duration_s:.1f}s"
         + (f" ({extra})" if extra else "")
     )
+
+
+@main.command(name="report")
+@click.argument("study", type=click.Path(exists=True))
+def report_command(study: str) -> None:
+    """Write progress.png and a self-contained report.html into runs/<name>/ of STUDY."""
+    spec, _ = _ledger(study)
+    try:
+        png, page = report.write_report(spec)
+    except FileNotFoundError as exc:
+        _fail(exc)
+    console.print(f"chart  {png}\nreport {page}")
+
+
+@main.command()
+@click.option(
+    "--deployments",
+    "prefect_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A prefect.yaml-format file (default: deployments.yaml of this project).",
+)
+@click.option("--port", type=int, default=4200, show_default=True, help="Port of a new server.")
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="PREFECT_HOME of a new server, its SQLite database inside (default: .prefect/).",
+)
+@click.option("--worker/--no-worker", default=True, help="Run a process worker (default).")
+def serve(prefect_file: Path | None, port: int, home: Path | None, worker: bool) -> None:
+    """Start (or connect to) a Prefect server, apply the deployments and run a worker.
+
+    With PREFECT_API_URL set, that server is used (it must answer); otherwise one starts on
+    127.0.0.1 and stops with this command. Ctrl-C stops everything this command started.
+    """
+    from autoresearch import server as srv
+
+    prefect_file = prefect_file or srv.DEFAULT_DEPLOYMENTS
+    signal.signal(signal.SIGTERM, _interrupt)
+    children: list[Any] = []
+    try:
+        found = srv.connect_or_start(home, port)
+    except srv.ServerError as exc:
+        _fail(exc)
+    try:
+        how = f"started in {found.started_in_s:.1f}s, home {found.home}" if found.process else ""
+        console.print(f"Prefect UI: {found.ui_url}" + (f" ({how})" if how else ""), highlight=False)
+        pools = srv.pools(prefect_file) if worker else []
+        for pool in pools:  # first: a starting worker creates its pool, deploy needs it
+            children.append(srv.start_worker(pool, found.api_url, found.home))
+        for pool, child in zip(pools, children, strict=True):
+            srv.wait_for_pool(found.api_url, pool, child)
+        names = srv.apply_deployments(prefect_file, found.api_url, found.home)
+        console.print(f"deployed from {prefect_file}: {', '.join(names)}", highlight=False)
+        for name in srv.skipped(prefect_file):
+            console.print(f"[yellow]skipped {name}: its study folder has no study.yaml[/yellow]")
+        for pool in pools:
+            console.print(f"worker on work pool {pool}")
+        if not worker and found.process is None:
+            return
+        console.print("Ctrl-C stops the worker" + (" and the server" if found.process else ""))
+        _wait_children(children + ([found.process] if found.process else []))
+    except srv.ServerError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        console.print("stopping")
+    finally:
+        for child in children:
+            srv.stop_child(child)
+        found.stop()
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _wait_children(children: list[Any]) -> None:
+    """Return (with an error) when any of the server and workers exits on its own."""
+    while True:
+        for child in children:
+            if child.poll() is not None:
+                raise click.ClickException(
+                    f"{' '.join(child.args[:3])} exited ({child.returncode})"
+                )
+        time.sleep(0.5)
+
+
+def _parse_params(params: tuple[str, ...]) -> dict[str, Any]:
+    """KEY=VALUE pairs; each value read as YAML, so experiments=2 is a number."""
+    out: dict[str, Any] = {}
+    for item in params:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--param")
+        out[key.strip()] = yaml.safe_load(value) if value.strip() else None
+    return out
+
+
+def _deployment_name(study: str, flow_name: str) -> str:
+    """STUDY is a study folder (its name is read from study.yaml) or a study's name."""
+    if Path(study).exists():
+        spec, _ = _ledger(study)
+        return f"{flow_name}/{spec.name}"
+    return f"{flow_name}/{study}"
+
+
+@main.command()
+@click.argument("study")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="A flow parameter.")
+@click.option(
+    "--watch", is_flag=True, help="Follow the run to its end; exit 1 unless it completed."
+)
+@click.option("--flow", "flow_name", default="campaign", show_default=True)
+def trigger(study: str, params: tuple[str, ...], watch: bool, flow_name: str) -> None:
+    """Start a run of STUDY's deployment now (STUDY: its folder or its name).
+
+    Talks to PREFECT_API_URL, or to `autoresearch serve`'s default http://127.0.0.1:4200/api.
+    """
+    from autoresearch import server as srv
+
+    parameters = _parse_params(params)
+    name = _deployment_name(study, flow_name)
+    api_url = os.environ.setdefault("PREFECT_API_URL", f"http://{srv.HOST}:{srv.DEFAULT_PORT}/api")
+    if not srv.healthy(api_url):
+        _fail(click.ClickException(f"no Prefect server answers at {api_url}: `autoresearch serve`"))
+    from prefect.deployments import run_deployment
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        run = run_deployment(name, parameters=parameters, timeout=0, as_subflow=False)
+    except ObjectNotFound:
+        _fail(click.ClickException(f"no deployment {name} at {api_url}: apply deployments.yaml"))
+    console.print(
+        f"flow run {run.name} ({run.id}) of {name}: {srv.ui_url(api_url)}/runs/flow-run/{run.id}",
+        highlight=False,
+    )
+    if watch:
+        sys.exit(_follow(run.id))
+
+
+def _follow(run_id: Any, poll_s: float = 1.0) -> int:
+    """Print each state change of the run until it ends: 0 when it completed, else 1."""
+    from prefect import get_client
+
+    seen = None
+    with get_client(sync_client=True) as client:
+        while True:
+            state = client.read_flow_run(run_id).state
+            if state is not None and (state.type, state.name) != seen:
+                seen = (state.type, state.name)
+                note = f": {state.message}" if state.message else ""
+                console.print(f"{state.timestamp:%H:%M:%S} {state.name}{note}", highlight=False)
+            if state is not None and state.is_final():
+                return 0 if state.is_completed() else 1
+            time.sleep(poll_s)

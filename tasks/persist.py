@@ -9,7 +9,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from autoresearch import report
-from autoresearch.lab import Lab
+from autoresearch.lab import Lab, add_usage
 from evaluators.base import Measurement
 from proposers.base import Outcome, Proposer
 
@@ -22,15 +22,19 @@ def persist(
     outcome: Outcome | None = None,
     measurement: Measurement | None = None,
 ) -> None:
-    lab.record(row, measurement)
+    """Learn from the outcome (its tokens count in the row), record the row, write the learnings."""
+    learned = None
     if proposer and outcome:
         try:
             learned = proposer.learn(lab.context(row["experiment"]), outcome)
-        except Exception as exc:  # the row is safe; a failed note must not stop the campaign
+        except Exception as exc:  # a failed note must not cost the experiment's row
             get_run_logger().warning("learnings not updated: %s", exc)
-        else:
-            if learned is not None:
-                lab.write_learnings(learned)
+        usage = getattr(proposer, "last_learn_usage", None)
+        if learned is not None and usage is not None:
+            row = add_usage(row, usage, getattr(proposer, "last_learn_cost_usd", 0.0))
+    lab.record(row, measurement)
+    if learned is not None:
+        lab.write_learnings(learned)
     get_run_logger().info(
         "#%s %s %s %s",
         row["experiment"],

@@ -1,0 +1,334 @@
+"""A Prefect server on 127.0.0.1 for this project: found or started, deployments applied, a worker.
+
+Everything Prefect runs here as its own process (`prefect server start`, `prefect deploy`,
+`prefect worker start`), so this module imports nothing from Prefect: the core stays free of it,
+and `prefect deploy --all --prefect-file deployments.yaml` is exactly what `autoresearch serve`
+does.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_HOME = PROJECT_ROOT / ".prefect"
+DEFAULT_DEPLOYMENTS = PROJECT_ROOT / "deployments.yaml"
+HOST = "127.0.0.1"
+DEFAULT_PORT = 4200
+
+
+class ServerError(RuntimeError):
+    """The server, a deployments file or the worker could not be brought up; says why."""
+
+    exit_code = 1
+
+
+def prefect_command(*args: str) -> list[str]:
+    """The `prefect` CLI of this very environment, not whichever is first on PATH."""
+    beside = Path(sys.executable).with_name("prefect")
+    return [str(beside) if beside.exists() else "prefect", *args]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex((HOST, port)) == 0
+
+
+def healthy(api_url: str, timeout: float = 2.0) -> bool:
+    """GET <api>/health answers `true` when the server is up and its database is reachable."""
+    try:
+        with urllib.request.urlopen(f"{api_url.rstrip('/')}/health", timeout=timeout) as resp:
+            return resp.status == 200 and resp.read().strip() == b"true"
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def ui_url(api_url: str) -> str:
+    return api_url.rstrip("/").removesuffix("/api")
+
+
+def prefect_env(
+    api_url: str | None = None, home: Path | None = None, **extra: str
+) -> dict[str, str]:
+    """The environment of a Prefect child process: this one, pointed at one server and home."""
+    env = dict(os.environ)
+    env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if home is not None:
+        env["PREFECT_HOME"] = str(home)
+    if api_url is not None:
+        env["PREFECT_API_URL"] = api_url
+    env.update(extra)
+    return env
+
+
+def stop_group(proc: subprocess.Popen[Any], grace_s: float = 10.0) -> None:
+    """SIGTERM the process's whole group (it leads one), then SIGKILL what is left."""
+    if proc.poll() is not None and not _group_alive(proc.pid):
+        return
+    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            proc.poll()
+            if not _group_alive(proc.pid):
+                return
+            time.sleep(0.1)
+
+
+def _group_alive(pgid: int) -> bool:
+    """Is any process of the group still running? Zombies, waiting to be reaped, do not count."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return bool(group_members(pgid)) if Path("/proc/self/stat").exists() else True
+
+
+def group_members(pgid: int) -> list[int]:
+    """The live (non-zombie) processes of a process group, from /proc."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(stat.parent.name))
+    return members
+
+
+@dataclass
+class Server:
+    """A server this process started (process set) or found already running (process None)."""
+
+    api_url: str
+    home: Path | None = None
+    process: subprocess.Popen[Any] | None = None
+    log_path: Path | None = None
+    started_in_s: float = 0.0
+    _log: TextIO | None = field(default=None, repr=False)
+
+    @property
+    def ui_url(self) -> str:
+        return ui_url(self.api_url)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_group(self.process)
+        if self._log is not None:
+            self._log.close()
+
+    def log_tail(self, lines: int = 30) -> str:
+        if not self.log_path or not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def start_server(
+    home: Path, port: int | None = None, timeout_s: float = 120.0, **env: str
+) -> Server:
+    """`prefect server start` on 127.0.0.1 with its SQLite database under `home`; waits for health.
+
+    The server leads its own process group, so stopping it also stops whatever it spawned.
+    """
+    port = port or free_port()
+    if port_in_use(port):
+        raise ServerError(f"port {port} on {HOST} is already in use; pick another with --port")
+    home.mkdir(parents=True, exist_ok=True)
+    api_url = f"http://{HOST}:{port}/api"
+    log_path = home / "server.log"
+    log = log_path.open("a")
+    child_env = prefect_env(None, home, **env)
+    child_env.pop("PREFECT_API_URL", None)
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        prefect_command("server", "start", "--host", HOST, "--port", str(port)),
+        env=child_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    server = Server(api_url, home, proc, log_path, _log=log)
+    deadline = started + timeout_s
+    try:
+        while not healthy(api_url, timeout=1.0):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                why = "exited" if proc.poll() is not None else f"did not answer in {timeout_s:g}s"
+                raise ServerError(f"the Prefect server {why}; {log_path}:\n{server.log_tail()}")
+            time.sleep(0.2)
+    except BaseException:  # also Ctrl-C while waiting: never leave a server behind
+        server.stop()
+        raise
+    server.started_in_s = time.monotonic() - started
+    return server
+
+
+def connect_or_start(home: Path | None = None, port: int = DEFAULT_PORT) -> Server:
+    """The server named by PREFECT_API_URL when set (it must answer), else a new local one."""
+    api_url = os.environ.get("PREFECT_API_URL")
+    if api_url:
+        if not healthy(api_url):
+            raise ServerError(
+                f"PREFECT_API_URL={api_url} does not answer {api_url.rstrip('/')}/health; "
+                "start that server or unset PREFECT_API_URL to start one here"
+            )
+        return Server(api_url)
+    home = home or Path(os.environ.get("PREFECT_HOME") or DEFAULT_HOME)
+    return start_server(home, port)
+
+
+# deployments -------------------------------------------------------------------------------
+
+
+def load_deployments(path: Path) -> list[dict[str, Any]]:
+    """The `deployments:` list of a prefect.yaml-format file, checked for what serve needs."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ServerError(f"{path}: cannot read it ({exc})") from None
+    items = data.get("deployments") if isinstance(data, dict) else None
+    if not isinstance(items, list) or not items:
+        raise ServerError(f"{path}: needs a non-empty `deployments:` list")
+    for i, item in enumerate(items):
+        for key in ("name", "entrypoint", "work_pool"):
+            if not isinstance(item, dict) or not item.get(key):
+                raise ServerError(f"{path}: deployments[{i}].{key} is missing")
+        if not (item["work_pool"] or {}).get("name"):
+            raise ServerError(f"{path}: deployments[{i}].work_pool.name is missing")
+    return items
+
+
+def study_ready(item: dict[str, Any], cwd: Path) -> bool:
+    """A deployment whose study folder has no study.yaml yet is skipped, not failed."""
+    study = (item.get("parameters") or {}).get("study")
+    return not study or ((cwd / str(study)).resolve() / "study.yaml").exists()
+
+
+def _run(cmd: list[str], env: dict[str, str], cwd: Path, what: str) -> str:
+    out = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
+    if out.returncode != 0:
+        tail = "\n".join((out.stdout + out.stderr).strip().splitlines()[-30:])
+        raise ServerError(f"{what} failed (exit {out.returncode}):\n{tail}")
+    return out.stdout
+
+
+def pool_exists(api_url: str, name: str) -> bool:
+    """GET <api>/work_pools/<name>: 200 when it exists, 404 when not."""
+    url = f"{api_url.rstrip('/')}/work_pools/{urllib.parse.quote(name, safe='')}"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return resp.status == 200
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return False
+        raise ServerError(f"{url}: HTTP {exc.code}") from None
+
+
+def ensure_pool(name: str, env: dict[str, str], cwd: Path) -> bool:
+    """Create the process work pool unless it exists; True when it was created."""
+    if pool_exists(env["PREFECT_API_URL"], name):
+        return False
+    _run(
+        prefect_command("work-pool", "create", name, "--type", "process"),
+        env,
+        cwd,
+        f"creating work pool {name}",
+    )
+    return True
+
+
+def apply_deployments(
+    path: Path, api_url: str, home: Path | None = None, cwd: Path = PROJECT_ROOT
+) -> list[str]:
+    """`prefect deploy` of every deployment whose study exists, after creating their pools.
+
+    Runs in `cwd` (the project root), where the entrypoints and relative study paths resolve;
+    returns the names deployed.
+    """
+    items = load_deployments(path)
+    ready = [d for d in items if study_ready(d, cwd)]
+    if not ready:
+        raise ServerError(f"{path}: no deployment names a study folder with a study.yaml")
+    env = prefect_env(api_url, home)
+    for pool in sorted({d["work_pool"]["name"] for d in ready}):
+        ensure_pool(pool, env, cwd)
+    names = [str(d["name"]) for d in ready]
+    args = ["deploy", "--prefect-file", str(path.resolve()), "--no-prompt"]
+    if len(ready) == len(items):
+        args.append("--all")
+    else:
+        for name in names:
+            args += ["--name", name]
+    _run(prefect_command(*args), env, cwd, f"prefect deploy of {path}")
+    return names
+
+
+def skipped(path: Path, cwd: Path = PROJECT_ROOT) -> list[str]:
+    return [str(d["name"]) for d in load_deployments(path) if not study_ready(d, cwd)]
+
+
+def pools(path: Path, cwd: Path = PROJECT_ROOT) -> list[str]:
+    items = [d for d in load_deployments(path) if study_ready(d, cwd)]
+    return sorted({d["work_pool"]["name"] for d in items})
+
+
+def start_worker(
+    pool: str, api_url: str, home: Path | None = None, cwd: Path = PROJECT_ROOT
+) -> subprocess.Popen[Any]:
+    """A process worker on `pool`; it stays in our process group, so Ctrl-C stops it with us."""
+    return subprocess.Popen(
+        prefect_command("worker", "start", "--pool", pool, "--type", "process"),
+        env=prefect_env(api_url, home),
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def wait_for_pool(
+    api_url: str, name: str, worker: subprocess.Popen[Any], timeout_s: float = 120.0
+) -> None:
+    """A worker creates its work pool when it starts: wait for that (or for the worker to die)."""
+    deadline = time.monotonic() + timeout_s
+    while not pool_exists(api_url, name):
+        if worker.poll() is not None:
+            raise ServerError(f"the worker on pool {name} exited ({worker.returncode})")
+        if time.monotonic() > deadline:
+            raise ServerError(f"work pool {name} did not appear in {timeout_s:g}s")
+        time.sleep(0.2)
+
+
+def stop_child(proc: subprocess.Popen[Any], grace_s: float = 10.0) -> None:
+    """SIGTERM one child (a worker cancels its flow runs on it), then SIGKILL it."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)

@@ -1,0 +1,169 @@
+"""report.html and progress.png, checked against results.tsv; no Prefect involved."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from autoresearch import report
+from autoresearch.cli import main
+from autoresearch.ledger import Ledger
+from autoresearch.study import load_study
+from tests.conftest import git
+
+PNG = b"\x89PNG\r\n\x1a\n"
+KEY = "sk-ant-api03-not-for-any-report"
+
+
+class Tables(HTMLParser):
+    """Every <table id=...> of a page as a list of rows of cell texts (header row first)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: dict[str, list[list[str]]] = {}
+        self.current: str | None = None
+        self.cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "table":
+            self.current = dict(attrs).get("id") or f"table{len(self.tables)}"
+            self.tables[self.current] = []
+        elif tag == "tr" and self.current:
+            self.tables[self.current].append([])
+        elif tag in ("td", "th") and self.current:
+            self.cell = []
+
+    def handle_data(self, data: str) -> None:
+        if self.cell is not None:
+            self.cell.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self.current and self.cell is not None:
+            self.tables[self.current][-1].append("".join(self.cell).strip())
+            self.cell = None
+        elif tag == "table":
+            self.current = None
+
+
+def records(table: list[list[str]]) -> list[dict[str, str]]:
+    head, *rows = table
+    return [dict(zip(head, row, strict=True)) for row in rows]
+
+
+def row(n: int, commit: str, score: float, status: str, description: str, **kw: object) -> dict:
+    base = {
+        "experiment": n,
+        "commit": commit[:7],
+        "score": f"{score:.6f}",
+        "memory_gb": "0.0",
+        "status": status,
+        "description": description,
+        "started_at": f"2025-01-01T00:{n:02d}:00+00:00",
+        "duration_s": "1.50",
+        "proposer": "claude" if n > 1 else "-",
+        "tokens_in": 1000 * n,
+        "tokens_out": 100 * n,
+        "cost_usd": f"{0.0125 * n:.6f}" if n > 1 else "0.000000",
+    }
+    return base | kw
+
+
+@pytest.fixture
+def reported(make_study) -> Path:
+    """A study with a real history: a baseline, two kept commits, a discard, a crash."""
+    folder = make_study()
+    repo = folder.parent
+    head = git(repo, "rev-parse", "HEAD").strip()
+    commits = []
+    for text in (f"X = 5.0  # {KEY}\n", "X = 4.0  # keep if X < 4.5 & 'quotes'\n"):
+        (folder / "model.py").write_text(text)
+        git(repo, "commit", "-qam", f"set {text.strip()}")
+        commits.append(git(repo, "rev-parse", "HEAD").strip())
+    study = load_study(folder)
+    ledger = Ledger(study.state_dir / "results.tsv", "score")
+    for r in (
+        row(1, head, 7.0, "keep", "baseline"),
+        row(2, commits[0], 2.0, "keep", "move X to 5 <b>bold</b>"),
+        row(3, "abcdef1", 9.5, "discard", "move X to 20"),
+        row(4, "-", 0.0, "crash", "raise RuntimeError"),
+        row(5, commits[1], 1.0, "keep", "move X to 4"),
+        row(6, "1234567", 3.0, "discard", "move X to 6"),
+    ):
+        ledger.append(r)
+    (study.state_dir / "resource.md").write_text("# Learnings\n\nsmaller X helps; X < 3 untried\n")
+    return folder
+
+
+def test_report_figures_match_results_tsv(reported: Path) -> None:
+    result = CliRunner().invoke(main, ["report", str(reported)])
+    assert result.exit_code == 0, result.output
+    study = load_study(reported)
+    page = (study.state_dir / "report.html").read_text()
+    assert (study.state_dir / "progress.png").read_bytes().startswith(PNG)
+    with (study.state_dir / "results.tsv").open() as f:
+        tsv = list(csv.DictReader(f, delimiter="\t"))
+
+    parser = Tables()
+    parser.feed(page)
+    tables = parser.tables
+    summary = {r["what"]: r["value"] for r in records(tables["summary"])}
+    kept = [r for r in tsv if r["status"] == "keep"]
+    assert summary["experiments"] == str(len(tsv)) == "6"
+    assert float(summary["baseline"]) == float(kept[0]["score"]) == 7.0
+    assert float(summary["best"]) == float(kept[-1]["score"]) == 1.0
+    assert summary["champion"] == kept[-1]["commit"]
+    total = sum(float(r["cost_usd"]) for r in tsv)
+    assert float(summary["cost_usd"]) == pytest.approx(total)
+
+    counts = {r["status"]: int(r["experiments"]) for r in records(tables["counts"])}
+    for status in ("keep", "discard", "crash", "rejected", "invalid"):
+        assert counts[status] == sum(r["status"] == status for r in tsv)
+
+    costs = {r["proposer"]: r for r in records(tables["costs"])}
+    assert float(costs["total"]["cost_usd"]) == pytest.approx(total)
+    assert int(costs["total"]["tokens_in"]) == sum(int(r["tokens_in"]) for r in tsv)
+    assert int(costs["claude"]["experiments"]) == sum(r["proposer"] == "claude" for r in tsv)
+
+    timeline = records(tables["timeline"])
+    assert [t["experiment"] for t in timeline] == [r["experiment"] for r in tsv]
+    assert [float(t["score"]) for t in timeline] == [float(r["score"]) for r in tsv]
+    assert [t["status"] for t in timeline] == [r["status"] for r in tsv]
+    assert [float(t["best so far"]) for t in timeline] == [7.0, 2.0, 2.0, 2.0, 1.0, 1.0]
+
+    # each kept change after the baseline, with its diff, escaped
+    heads = re.findall(r"<h3 id='keep-(\d+)'>(.*?)</h3>", page)
+    assert [n for n, _ in heads] == ["2", "5"]
+    assert kept[1]["commit"] in heads[0][1] and "&lt;b&gt;bold&lt;/b&gt;" in heads[0][1]
+    assert "<b>bold" not in page
+    assert html.escape("+X = 4.0  # keep if X < 4.5 & 'quotes'") in page
+    assert "-X = 10.0" in page  # the first kept diff
+    assert KEY not in page and "+X = 5.0  # [redacted]" in page  # a key in a diff stays out
+    assert html.escape("smaller X helps; X < 3 untried") in page
+
+    uri = re.search(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", page)
+    assert uri and base64.b64decode(uri.group(1)).startswith(PNG)
+    assert "<script" not in page and "http://" not in page and "https://" not in page
+
+
+def test_running_best_follows_direction(reported: Path) -> None:
+    study = load_study(reported)
+    frame = report.results_frame(Ledger(study.state_dir / "results.tsv", "score"))
+    assert list(report.running_best(frame, "score", "minimize")) == [7, 2, 2, 2, 1, 1]
+    assert list(report.running_best(frame, "score", "maximize")) == [7, 7, 7, 7, 7, 7]
+    chart = report.chart_markdown(study, Ledger(study.state_dir / "results.tsv", "score"))
+    data = chart.split("base64,", 1)[1].rstrip(")")
+    assert base64.b64decode(data).startswith(PNG) and len(data) < 150_000
+
+
+def test_report_of_an_empty_study_says_so(make_study) -> None:
+    folder = make_study()
+    result = CliRunner().invoke(main, ["report", str(folder)])
+    assert result.exit_code == 1
+    assert "no experiments yet" in result.output
