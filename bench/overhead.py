@@ -2,7 +2,8 @@
 
 A no-op study (the evaluator prints a constant) is hill-climbed by `mutate` under a real Prefect
 server. Overhead = (campaign wall time - campaign set-up) / experiments - evaluator time. The floor
-does the same write, commit, subprocess and reset in plain Python. Then the parts are timed one
+does the same write, commit, subprocess and reset in plain Python; its overhead is its time
+less its own subprocess's. Then the parts are timed one
 by one (an empty flow run, an empty task, our own steps) to name what dominates the difference.
 
     .venv/bin/python bench/overhead.py [-n 20]
@@ -65,19 +66,24 @@ def evaluator_time(folder: Path, repeat: int) -> float:
     return statistics.median(evaluator.evaluate(folder, log).duration_s for _ in range(repeat))
 
 
-def floor(folder: Path, repeat: int) -> float:
-    """Write, commit, run the evaluator as a subprocess, reset: the least any loop must do."""
+def floor(folder: Path, repeat: int) -> tuple[float, float]:
+    """Write, commit, run the evaluator as a subprocess, reset: the least any loop must do.
+
+    Returns seconds per iteration and, of those, seconds in the evaluator's subprocess.
+    """
     import git
 
     repo = git.Repo(folder.parent)
     model = folder / "model.py"
     base = repo.head.commit.hexsha
+    in_subprocess: list[float] = []
 
     def once() -> None:
         model.write_text(model.read_text().replace("1.0", "1.5"))
         repo.git.add("--", str(model))
         with repo.git.custom_environment(**IDENTITY):
             repo.git.commit("-qm", "candidate")
+        start = time.perf_counter()
         out = subprocess.run(
             [sys.executable, "evaluate.py"],
             cwd=folder,
@@ -85,10 +91,11 @@ def floor(folder: Path, repeat: int) -> float:
             text=True,
             start_new_session=True,
         )
+        in_subprocess.append(time.perf_counter() - start)
         assert "score:" in out.stdout
         repo.git.reset("--hard", base)
 
-    return timed(once, repeat)
+    return timed(once, repeat), statistics.fmean(in_subprocess)
 
 
 def parts(folder: Path, repeat: int) -> dict[str, float]:
@@ -139,7 +146,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, prefect_test_harness(server_startup_timeout=120):
         folder = make_repo(Path(tmp) / "repo")
         eval_s = evaluator_time(folder, 10)
-        floor_s = floor(make_repo(Path(tmp) / "floor"), 10)
+        floor_s, floor_eval_s = floor(make_repo(Path(tmp) / "floor"), 10)
 
         campaign(str(folder), experiments=1, proposer="mutate")  # baseline, warm imports
         start = time.perf_counter()
@@ -152,7 +159,7 @@ def main() -> None:
         breakdown = parts(folder, 10)
 
     overhead = per_experiment - eval_s
-    floor_overhead = floor_s - eval_s
+    floor_overhead = floor_s - floor_eval_s
     print(f"experiments timed                 {args.n}")
     print(f"evaluator (no-op subprocess)      {eval_s * 1000:8.1f} ms")
     print(f"campaign, per experiment          {per_experiment * 1000:8.1f} ms")
