@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import posixpath
 import re
 import shlex
 import signal
@@ -60,14 +59,6 @@ def kill_group(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             continue
     proc.wait()
-
-
-def _is_protected(context: Context, path: str) -> bool:
-    for p in context.protected:
-        base = posixpath.normpath(p)
-        if path == base or path.startswith(base.rstrip("/") + "/"):
-            return True
-    return False
 
 
 class Snapshot:
@@ -172,7 +163,7 @@ class AgentCliProposer:
         """The new text of each changed editable file; InvalidProposal for any other change."""
         after = Snapshot(repo, head)
         changed = sorted(after.tracked | (after.untracked - before.untracked))
-        protected = [p for p in changed if _is_protected(context, p)]
+        protected = [p for p in changed if context.is_protected(p)]
         outside = [p for p in changed if p not in context.files and p not in protected]
         problems = []
         if protected:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -76,6 +77,14 @@ class Context:
     experiment: int
     workdir: Path  # root of the worktree (agent CLIs edit it in place)
     tried: set[str] = field(default_factory=set)  # keys of proposals already tried
+
+    def is_protected(self, path: str) -> bool:
+        """Is this repo-relative path a protected file, or inside a protected folder?"""
+        path = posixpath.normpath(path)
+        return any(
+            path == (base := posixpath.normpath(p)) or path.startswith(base + "/")
+            for p in self.protected
+        )
 
 
 @dataclass(frozen=True)

@@ -200,14 +200,6 @@ def _resolve(context: Context, path: str) -> str:
     return in_repo if in_repo in context.files else norm
 
 
-def _is_protected(context: Context, path: str) -> bool:
-    for p in context.protected:
-        base = posixpath.normpath(p)
-        if path == base or path.startswith(base.rstrip("/") + "/"):
-            return True
-    return False
-
-
 def _edit_problem(context: Context, current: dict[str, str], i: int, item: Any) -> str | None:
     """Apply one edit to `current`, or say why it cannot be applied."""
     if not isinstance(item, dict) or not all(
@@ -216,7 +208,7 @@ def _edit_problem(context: Context, current: dict[str, str], i: int, item: Any) 
         return f"edits[{i}] must be an object with string fields path, search and replace"
     path = _resolve(context, item["path"])
     for candidate in (path, context.study.repo_path(path)):
-        if _is_protected(context, candidate):
+        if context.is_protected(candidate):
             return f"edits[{i}]: {item['path']!r} is protected (the fixed evaluator); never edit it"
     if path not in current:
         editable = ", ".join(sorted(context.files))
