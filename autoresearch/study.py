@@ -59,7 +59,7 @@ class JudgeEvaluatorConfig(Strict):
     kind: Literal["judge"]
     prompt_file: str
     cases: str
-    model: str = "claude-sonnet-4-6"
+    model: str = "claude-sonnet-5"
     judge_model: str | None = None
     base_url: str | None = None
     max_tokens: int = Field(1024, gt=0)
@@ -132,7 +132,7 @@ class ProposerConfig(Strict):
     step: float = Field(0.2, gt=0)
     mutate_lines: list[str] = []  # regexes: only numbers on matching lines are perturbed
     # claude
-    model: str = "claude-sonnet-4-6"
+    model: str = "claude-sonnet-5"
     max_tokens: int = Field(8192, gt=0)
     temperature: float = Field(1.0, ge=0, le=1)
     base_url: str | None = None
