@@ -92,7 +92,7 @@ class Ledger:
         return True
 
     def _line(self, row: dict[str, Any]) -> str:
-        return "\t".join(_clean(row.get(c) or "") for c in self.columns) + "\n"
+        return "\t".join(_clean(row.get(c)) for c in self.columns) + "\n"
 
     def next_experiment(self) -> int:
         rows = self.rows()

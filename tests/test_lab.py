@@ -30,6 +30,8 @@ def test_ledger_append_is_idempotent_per_experiment(tmp_path):
     assert ledger.append(row) is False
     rows = ledger.rows()
     assert len(rows) == 1 and rows[0]["description"] == "a b c"
+    ledger.append({"experiment": 2, "status": "keep", "rmse": 0.0, "tokens_in": 0, "key": None})
+    assert [ledger.rows()[1][c] for c in ("rmse", "tokens_in", "key")] == ["0.0", "0", ""]
     assert ledger.path.read_text().splitlines()[0].split("\t")[:5] == [
         "commit",
         "rmse",
