@@ -61,6 +61,7 @@ def main() -> None:
     help="If another run is writing STUDY, wait up to this many seconds for it "
     "(default 0: refuse at once; -1: as long as it takes).",
 )
+@click.option("-v", "--verbose", is_flag=True, help="Show Prefect's run logs here too.")
 def run(
     study: str,
     experiments: int | None,
@@ -68,9 +69,12 @@ def run(
     proposer: str | None,
     seed: int | None,
     wait_s: float,
+    verbose: bool,
 ) -> None:
     """Hill-climb STUDY: experiments as Prefect flows, each kept only if really better."""
     spec, ledger = _ledger(study)
+    if not verbose:  # the full logs still go to the Prefect UI; here, the progress bar
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
     from autoresearch.lock import StudyLocked
     from flows.campaign import campaign
     from proposers import choose_kind
@@ -102,13 +106,26 @@ def _watch(ledger: Ledger, planned: int | None, done: threading.Event) -> None:
         TimeElapsedColumn(),
         TextColumn("{task.description}"),
     ]
+    colour = {"keep": "green", "discard": "dim", "crash": "red", "holdout": "cyan"}
     with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task("", total=planned)
-        while not done.wait(0.5):
+        while True:
+            finished = done.wait(0.5)
             rows = ledger.rows()
+            for r in rows[start:]:
+                style = colour.get(r["status"], "yellow")
+                console.print(
+                    f"#{r['experiment']:>3} [{style}]{r['status']:<8}[/{style}] "
+                    f"{r[ledger.metric]:>12} {r['description']}",
+                    highlight=False,
+                )
+            ran = sum(r["status"] != "holdout" for r in rows[start:])
+            start = len(rows)
             best = ledger.champion()
             text = f"best {ledger.metric} {best.metric:.6g}" if best else "measuring the baseline"
-            bar.update(task, completed=len(rows) - start, description=text)
+            bar.update(task, advance=ran, description=text)
+            if finished:
+                return
 
 
 def _print_summary(spec: Any, ledger: Ledger) -> None:

@@ -117,3 +117,17 @@ def test_campaign_hill_climbs_and_continues(cooling):
     # the user's own checkout is untouched
     assert git(cooling.parent, "status", "--porcelain") == ""
     assert git(cooling.parent, "rev-parse", "--abbrev-ref", "HEAD").strip() == "main"
+
+
+def test_cli_run_prints_each_experiment_and_the_summary(cooling):
+    from click.testing import CliRunner
+
+    from autoresearch.cli import main
+
+    result = CliRunner().invoke(main, ["run", str(cooling), "-n", "3", "--proposer", "mutate"])
+    assert result.exit_code == 0, result.output
+    assert "proposer mutate (asked for)" in result.output
+    assert "#  1 keep" in result.output and "baseline" in result.output
+    assert "#  3 " in result.output and "cooling: rmse (minimize)" in result.output
+    status = CliRunner().invoke(main, ["status", str(cooling)])
+    assert status.exit_code == 0 and "recent experiments" in status.output
