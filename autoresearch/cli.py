@@ -197,14 +197,18 @@ def init(folder: str, name: str | None) -> None:
 def check(study: str) -> None:
     """Validate STUDY and run its evaluator once on the champion."""
     from autoresearch.lab import Lab
+    from autoresearch.lock import StudyLock, StudyLocked
+    from autoresearch.workspace import GuardViolation
 
-    try:
-        lab = Lab.open(study)
-    except StudyError as exc:
+    spec, _ = _ledger(study)
+    try:  # opening the lab resets the worktree: never under a running campaign
+        with StudyLock(spec.state_dir, spec.name, what="autoresearch check"):
+            lab = Lab.open(study)
+            console.print(f"{lab.study.folder / 'study.yaml'}: valid")
+            log = lab.study.state_dir / "logs" / "check.log"
+            m = lab.run_once(lab.workspace, log)
+    except (StudyLocked, GuardViolation) as exc:
         _fail(exc)
-    console.print(f"{lab.study.folder / 'study.yaml'}: valid")
-    log = lab.study.state_dir / "logs" / "check.log"
-    m = lab.evaluator.evaluate(lab.workspace.study_dir, log)
     if m.status != "ok":
         console.print(f"[red]evaluator crashed: {m.reason}[/red]\n{m.log_tail}")
         sys.exit(1)

@@ -19,6 +19,8 @@ from typing import Any
 from autoresearch import learnings
 from autoresearch.decide import Verdict, calibrate, decide, gain
 from autoresearch.ledger import Champion, Ledger, State
+from autoresearch.processes import kill_recorded
+from autoresearch.secrets import redact
 from autoresearch.study import CommandEvaluatorConfig, DecisionConfig, Study, load_study
 from autoresearch.workspace import GuardViolation, Workspace
 from evaluators import make_evaluator
@@ -75,7 +77,12 @@ class Lab:
         return self.ledger.champion()
 
     def repair(self) -> None:
-        """Undo an unrecorded candidate; record protected hashes when the study starts."""
+        """Undo what a killed run left: its evaluator still running, its unrecorded candidate.
+
+        Also records the protected files' hashes when the study starts.
+        """
+        for pid_file in (self.study.state_dir / "logs").glob("*.pgid"):
+            kill_recorded(pid_file)
         champ = self.champion()
         if champ and not self.workspace.head().startswith(champ.commit):
             self.workspace.reset(champ.commit)
@@ -97,9 +104,15 @@ class Lab:
         rows = self.ledger.rows()
         crashes = [r for r in rows if r["status"] == "crash"]
         last_crash = None
-        if crashes and self.log_path(int(crashes[-1]["experiment"])).exists():
-            log = self.log_path(int(crashes[-1]["experiment"])).read_text(errors="replace")
-            last_crash = "\n".join(log.splitlines()[-50:])
+        if crashes:
+            n = int(crashes[-1]["experiment"])
+            logs = [
+                self.log_path(n, i) for i in range(max(self.repeats, self.rule.calibration_runs))
+            ]
+            found = [p for p in logs if p.exists()]
+            if found:  # of several runs, the last written is the one that crashed
+                log = max(found, key=lambda p: p.stat().st_mtime_ns).read_text(errors="replace")
+                last_crash = "\n".join(log.splitlines()[-50:])
         return Context(
             study=self.study,
             program=self.study.program_text(DEFAULT_PROGRAM),
@@ -117,7 +130,7 @@ class Lab:
         """Commit the proposal; reject it (and leave the champion checked out) if it oversteps."""
         parent = self.workspace.head()
         try:
-            sha, added, removed = self.workspace.apply(proposal.files, proposal.hypothesis)
+            sha, added, removed = self.workspace.apply(proposal.files, redact(proposal.hypothesis))
             self.workspace.check_commit(parent, sha, self.protected())
         except GuardViolation:
             self.workspace.reset(parent)
@@ -130,6 +143,7 @@ class Lab:
         """One run of the instrument, with the protected files checked before and after it."""
         protected = self.protected()
         workspace.check_protected(protected)
+        workspace.drop_bytecode()
         measurement = (evaluator or self.evaluator).evaluate(workspace.study_dir, log)
         try:
             workspace.check_protected(protected)
@@ -141,7 +155,13 @@ class Lab:
     def evaluate(self, experiment: int, runs: int = 1) -> Measurement:
         """Measure what is checked out, `runs` times (its first log is logs/<experiment>.log)."""
         results = [self.run_once(self.workspace, self.log_path(experiment, i)) for i in range(runs)]
-        return combine(results, self.median)
+        return self.usable(combine(results, self.median))
+
+    def usable(self, m: Measurement) -> Measurement:
+        """A crash, with its reason, when the rule needs what the evaluator did not report."""
+        if m.status == "ok" and self.rule.rule == "beta_binomial" and _counts(m) is None:
+            return replace(m, status="crash", reason="beta_binomial needs `successes` and `trials`")
+        return m
 
     def evaluate_paired(self, experiment: int) -> tuple[Measurement, list[float]]:
         """Candidate and champion interleaved (A B A B ...), so drift hits both alike."""
@@ -156,7 +176,10 @@ class Lab:
                 break
             other = self.run_once(beside, self.log_path(experiment, i, "champion"))
             theirs.append(other.metric if other.metric is not None else math.nan)
-        return combine(mine, self.median), theirs
+        m = self.usable(combine(mine, self.median))
+        if m.status == "ok" and not any(math.isfinite(v) for v in theirs):
+            m = replace(m, status="crash", reason="every re-run of the champion crashed")
+        return m, theirs
 
     def holdout_due(self, at_end: bool = False) -> bool:
         """At the study's start, every `holdout.every` keeps, and at a campaign's end."""
@@ -225,9 +248,6 @@ class Lab:
     def repeats(self) -> int:
         return self.rule.repeats if self.rule.rule in ("sigma", "mannwhitney") else 1
 
-    def baseline_runs(self) -> int:
-        return self.rule.calibration_runs if self.rule.rule == "sigma" else 1
-
     def needs_calibration(self) -> bool:
         """A sigma study calibrates its noise at the start and again on another machine."""
         if self.rule.rule != "sigma" or self.champion() is None:
@@ -239,25 +259,32 @@ class Lab:
         m = self.evaluate(label, self.rule.calibration_runs)
         if m.status == "ok":
             cal = {"machine": machine(), "samples": list(m.samples), "sigma": calibrate(m.samples)}
+            self.state.update(calibration=cal)
             champ = self.champion()
-            self.state.update(
-                calibration=cal,
-                **(
-                    {"champion_samples": {"commit": champ.commit, "samples": cal["samples"]}}
-                    if champ
-                    else {}
-                ),
-            )
+            if champ:  # the same runs are the champion's: the arm, not the noise, from now on
+                self.save_champion(champ.commit, m)
         return m
+
+    def save_champion(self, commit: str, m: Measurement) -> None:
+        """The runs, tags and counts behind a champion, keyed by its commit."""
+        saved = {"commit": commit, "samples": list(m.samples), "tags": m.tags, "counts": _counts(m)}
+        self.state.update(champion=saved)
+
+    def champion_state(self) -> dict[str, Any]:
+        """What state.json holds for the ledger's champion; nothing when it is another's.
+
+        A run killed between writing state.json and appending its row leaves state for a
+        commit the ledger never kept: it is ignored.
+        """
+        champ = self.champion()
+        saved = self.state.load().get("champion", {})
+        return saved if champ and saved.get("commit") == champ.commit else {}
 
     def champion_samples(self) -> list[float]:
         """The champion's runs when state.json has them for this very commit, else its mean."""
         champ = self.champion()
         assert champ is not None, "no champion: run the baseline first"
-        saved = self.state.load().get("champion_samples", {})
-        if saved.get("commit") == champ.commit and saved.get("samples"):
-            return list(saved["samples"])
-        return [champ.metric]
+        return list(self.champion_state().get("samples") or [champ.metric])
 
     def judge(
         self,
@@ -266,20 +293,24 @@ class Lab:
         champion: list[float] | None = None,
     ) -> Verdict:
         assert measurement.metric is not None
-        theirs = self.state.load().get("champion_samples", {}).get("tags", {})
+        saved = self.champion_state()
+        theirs = saved.get("tags", {})
         differ = [
             k for k in theirs.keys() & measurement.tags.keys() if theirs[k] != measurement.tags[k]
         ]
         if differ:
             why = f"not comparable: {', '.join(differ)} differs from the champion's"
             return Verdict("discard", why, why)
+        champion = champion or self.champion_samples()
         cal = self.state.load().get("calibration", {})
+        if cal.get("samples") == champion:  # the calibration runs are the champion arm:
+            cal = {}  # counting them again as noise would double their weight
         counts = _counts(measurement) if self.rule.rule == "beta_binomial" else None
-        base = self.state.load().get("champion_counts") if counts else None
+        base = saved.get("counts") if counts else None
         return decide(
             self.rule,
             self.study.metric.direction,
-            champion or self.champion_samples(),
+            champion,
             list(measurement.samples) or [measurement.metric],
             self.study.min_delta,
             candidate.lines_added,
@@ -295,22 +326,19 @@ class Lab:
     def record(self, row: dict[str, Any], measurement: Measurement | None = None) -> None:
         """Append the experiment's row (the commit point), then bring resource.md up to date.
 
-        A kept row also stores the runs behind it, so the next candidates face all of them.
+        A kept row's runs are saved first (keyed by its commit), so the next candidates face all
+        of them; until the row lands they belong to no champion.
         """
-        self.ledger.append(row)
         if row["status"] == "keep" and measurement is not None:
-            samples = {"commit": row["commit"], "samples": list(measurement.samples)}
-            self.state.update(
-                champion_samples=samples | {"tags": measurement.tags},
-                champion_counts=_counts(measurement),
-            )
+            self.save_champion(row["commit"], measurement)
+        self.ledger.append(row)
         self.write_learnings(learnings.read(self.resource_path))
 
     def write_learnings(self, text: str) -> None:
         """resource.md as given (a person's or a model's), with the ledger's summary block in it."""
         block = learnings.summary(self.ledger.rows(), self.study.metric.name)
         limit = self.study.config.proposer.learnings_max_chars
-        learnings.write(self.resource_path, learnings.with_summary(text, block), limit)
+        learnings.write(self.resource_path, text, block, limit)
 
     def outcome(
         self,

@@ -28,20 +28,30 @@ def read(path: Path) -> str:
     return path.read_text() if path.exists() else ""
 
 
-def bound(text: str, max_chars: int) -> str:
-    """Cut from the middle of the longest section's list rather than lose the headings."""
+def cut(text: str, max_chars: int) -> str:
+    """The text's first max_chars characters, at a line end, marked as cut when it was."""
     if len(text) <= max_chars:
         return text
-    return text[: max_chars - 40].rsplit("\n", 1)[0] + "\n\n(truncated to stay short)\n"
+    return text[: max(0, max_chars - 30)].rsplit("\n", 1)[0] + "\n(cut to stay short)\n"
 
 
-def write(path: Path, text: str, max_chars: int) -> None:
-    atomic_write(path, bound(redact(text), max_chars))
+def write(path: Path, notes: str, block: str, max_chars: int) -> None:
+    """resource.md: the notes (a person's or a model's) with the summary block in them.
+
+    Both are bounded so the whole file stays under max_chars: the block gets at most half,
+    the notes around it the rest. Secrets are redacted.
+    """
+    block = cut(block, max_chars // 2)
+    head, tail = around_block(notes)
+    room = max(0, max_chars - len(block) - len(BEGIN) - len(END) - 4)
+    head = cut(head, room)
+    tail = cut(tail, max(0, room - len(head)))
+    atomic_write(path, redact(f"{head}{BEGIN}\n{block}\n{END}{tail}"))
 
 
 def _row_line(r: dict[str, str], metric: str) -> str:
     value = r.get(metric, "")
-    return f"- #{r['experiment']} {r['description']} ({metric} {value})"
+    return f"- #{r['experiment']} {r['description'][:160]} ({metric} {value})"
 
 
 def summary(rows: list[dict[str, str]], metric: str) -> str:
@@ -76,11 +86,15 @@ def _why(r: dict[str, str]) -> str:
     return f": {r['evidence']}" if r["status"] in {"crash", "rejected", "invalid"} else ""
 
 
-def with_summary(existing: str, block: str) -> str:
-    """Put the summary block into resource.md, keeping everything a person wrote around it."""
-    text = existing if BEGIN in existing and END in existing else (existing or TEMPLATE)
-    if BEGIN not in text:
-        text = text.rstrip() + f"\n\n{BEGIN}\n{END}\n"
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{BEGIN}\n{block}\n{END}{tail}"
+def around_block(text: str) -> tuple[str, str]:
+    """What a person (or a model) wrote before and after the summary block.
+
+    A file without a whole block (none yet, or a marker lost in an edit) keeps all its text
+    before a new block; a stray marker is dropped.
+    """
+    text = text or TEMPLATE
+    if BEGIN in text and END in text.split(BEGIN, 1)[1]:
+        head, rest = text.split(BEGIN, 1)
+        return head, rest.split(END, 1)[1]
+    text = text.replace(BEGIN, "").replace(END, "").rstrip()
+    return text + "\n\n", "\n"

@@ -54,7 +54,10 @@ def atomic_write(path: Path, text: str) -> None:
 
 
 def _clean(value: Any) -> str:
-    return redact(" ".join(str(value).split())) if value is not None else ""
+    """One field: one line, no tab, no double quote (so pandas and csv read it back as written)."""
+    if value is None:
+        return ""
+    return redact(" ".join(str(value).split())).replace('"', "'")
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,8 @@ class Ledger:
     def rows(self) -> list[dict[str, str]]:
         if not self.path.exists():
             return []
-        reader = csv.DictReader(io.StringIO(self.path.read_text()), delimiter="\t")
+        text = io.StringIO(self.path.read_text())
+        reader = csv.DictReader(text, delimiter="\t", quoting=csv.QUOTE_NONE)
         return [dict(r) for r in reader]
 
     def append(self, row: dict[str, Any]) -> bool:

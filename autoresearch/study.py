@@ -6,6 +6,7 @@ wrong, before anything is written anywhere.
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -99,10 +100,6 @@ class MetricConfig(Strict):
     direction: Literal["minimize", "maximize"] = "minimize"
     min_delta: float | None = Field(None, ge=0)
     decision: DecisionConfig = DecisionConfig()
-
-    def better(self, a: float, b: float) -> float:
-        """How much better a is than b in the declared direction (positive: better)."""
-        return b - a if self.direction == "minimize" else a - b
 
 
 class HoldoutConfig(Strict):
@@ -259,7 +256,7 @@ def _inside(path: Path, root: Path) -> bool:
 
 
 def _overlaps(a: str, b: str) -> bool:
-    pa, pb = Path(a).parts, Path(b).parts
+    pa, pb = Path(os.path.normpath(a)).parts, Path(os.path.normpath(b)).parts
     n = min(len(pa), len(pb))
     return pa[:n] == pb[:n]
 

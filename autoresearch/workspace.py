@@ -7,6 +7,7 @@ back to the champion. The user's own checkout is never touched.
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 
 import git
@@ -166,6 +167,13 @@ class Workspace:
             added += int(a) if a.isdigit() else 0
             removed += int(r) if r.isdigit() else 0
         return added, removed
+
+    def drop_bytecode(self) -> None:
+        """Delete __pycache__ folders (git-ignored, so reset keeps them): Python checks a .pyc
+        only by its source's size and mtime, so a same-size edit could run the old code, and a
+        planted .pyc could stand in for a protected module."""
+        for cache in sorted(self.study_dir.rglob("__pycache__"), reverse=True):
+            shutil.rmtree(cache, ignore_errors=True)
 
     def reset(self, sha: str) -> None:
         """Back to a known commit: drop the candidate commit and anything it left behind."""

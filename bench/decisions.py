@@ -91,7 +91,7 @@ def sigma_repeats(ev: NoisyEvaluator) -> bool:
     rule = DecisionConfig(rule="sigma", repeats=6)
     champ = [ev.champion() for _ in range(rule.calibration_runs)]
     cand = [ev.candidate() for _ in range(rule.repeats)]
-    verdict = decide(rule, "minimize", champ, cand, noise_sigma=calibrate(champ))
+    verdict = decide(rule, "minimize", champ, cand)  # the calibration runs are the champion arm
     return verdict.status == "keep"
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -20,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import IO
 
+from autoresearch.processes import boot_id, kill_group
 from autoresearch.secrets import is_secret_name
 from autoresearch.study import CommandEvaluatorConfig
 from evaluators.base import Measurement
@@ -29,7 +29,6 @@ LINE = re.compile(rf"^\s*([A-Za-z_][\w.]*)\s*:\s*({NUMBER})\s*$", re.IGNORECASE)
 TAG_LINE = re.compile(r"^#\s*([A-Za-z_]\w*_sha256)\s+([0-9a-fA-F]{8,64})\s*$")
 PI_LINE = re.compile(rf"^\s*METRIC\s+([A-Za-z_][\w.]*)\s*=\s*({NUMBER})\s*$", re.IGNORECASE)
 TAIL_LINES = 50
-GRACE_S = 2.0
 CHUNK = 65536
 TAIL_BYTES = 65536
 
@@ -61,25 +60,9 @@ def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not is_secret_name(k)}
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONDONTWRITEBYTECODE"] = "1"  # no stale .pyc of one candidate read by the next
     env.update(extra or {})
     return env
-
-
-def kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the process group, give it a moment, then SIGKILL whatever is left."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=GRACE_S)
-    except subprocess.TimeoutExpired:
-        pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
 
 
 def copy_capped(source: IO[bytes], log: IO[bytes], cap: int) -> None:
@@ -126,6 +109,8 @@ def run_command(
             start_new_session=True,
         )
         assert proc.stdout is not None
+        running = log_path.with_suffix(".pgid")  # a killed orchestrator's next run kills this group
+        running.write_text(f"{proc.pid} {boot_id()}\n")
         copier = threading.Thread(target=copy_capped, args=(proc.stdout, log, max_log_bytes))
         copier.start()
         try:
@@ -136,6 +121,7 @@ def run_command(
             kill_group(proc)  # also reaps grandchildren left behind by a command that exited
             copier.join()
             proc.stdout.close()
+            running.unlink(missing_ok=True)
     return code, time.monotonic() - start
 
 

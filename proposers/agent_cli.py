@@ -17,13 +17,13 @@ import logging
 import os
 import re
 import shlex
-import signal
 import subprocess
 import tempfile
 from pathlib import Path
 
 import git
 
+from autoresearch.processes import kill_group
 from autoresearch.secrets import known_secrets, redact
 from autoresearch.study import ProposerConfig
 from proposers import prompt
@@ -43,22 +43,6 @@ def hypothesis_from(stdout: str, secrets: list[str]) -> str:
     marked = [m.group(1) for line in lines if (m := HYPOTHESIS_RE.match(line))]
     text = marked[-1] if marked else (lines[-1] if lines else "")
     return " ".join(redact(text, secrets).split())[:HYPOTHESIS_CHARS]
-
-
-def kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """Stop the whole process group: politely, then for good."""
-    for sig, grace in ((signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, None)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        if grace is None:
-            break
-        try:
-            proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            continue
-    proc.wait()
 
 
 class Snapshot:
@@ -142,13 +126,13 @@ class AgentCliProposer:
                 try:
                     code = proc.wait(timeout=timeout)
                 except subprocess.TimeoutExpired:
-                    kill_group(proc)
+                    kill_group(proc, KILL_GRACE_S)
                     raise InvalidProposal(
                         f"the agent command timed out after {timeout:g} s; its process group "
                         "was killed"
                     ) from None
-                finally:
-                    kill_group(proc)  # leftover children must not edit the worktree later
+                finally:  # leftover children must not edit the worktree later
+                    kill_group(proc, KILL_GRACE_S)
             stdout = out_path.read_text(errors="replace")
             if code != 0:
                 tail = redact(err_path.read_text(errors="replace")[-TAIL_CHARS:], self.secrets)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from proposers.base import Context, Outcome
@@ -65,15 +64,6 @@ RULES_AGENT = """\
 - Never write credentials, keys or tokens into any file.
 - When you are done, print one last line: `HYPOTHESIS: <one sentence: what you changed and why
   it should improve the metric>`."""
-
-
-@dataclass(frozen=True)
-class PromptParts:
-    """The three parts of a request, most stable first."""
-
-    system: str
-    files: str
-    task: str
 
 
 # Secrets and identity ------------------------------------------------------------------
@@ -230,10 +220,6 @@ def task_text(context: Context, rows: int, agent: bool = False) -> str:
         f"Propose the next experiment: one change to the editable files that you expect to make "
         f"`{m.name}` {better}. Do not repeat an experiment listed above. {ask}\n"
     )
-
-
-def propose_parts(context: Context, rows: int) -> PromptParts:
-    return PromptParts(system_text(context), files_text(context), task_text(context, rows))
 
 
 def agent_prompt(context: Context, rows: int) -> str:

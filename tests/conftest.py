@@ -85,8 +85,9 @@ class Scripted:
     def propose(self, context):  # noqa: ANN001, ANN201
         from proposers.base import Proposal
 
-        files = self.changes.pop(0)
-        return Proposal(f"scripted {sorted(files)}", files, self.name)
+        files = dict(self.changes.pop(0))
+        hypothesis = files.pop("hypothesis", f"scripted {sorted(files)}")
+        return Proposal(hypothesis, files, self.name)
 
     def learn(self, context, outcome) -> None:  # noqa: ANN001
         return None

@@ -7,6 +7,7 @@ import pytest
 from autoresearch.lab import Lab
 from flows.campaign import campaign
 from flows.experiment import experiment
+from tests.conftest import git
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -105,12 +106,14 @@ def test_secrets_reach_no_evaluator_and_no_file(make_study, scripted, monkeypatc
     monkeypatch.setenv("ANTHROPIC_API_KEY", secret)
     monkeypatch.setenv("MY_SERVICE_TOKEN", "tok-also-a-secret-value")
     folder = make_study(NOISY)
-    scripted += [{"study/model.py": f"X = 2.0  # {secret}\n"}]
+    scripted += [{"hypothesis": f"X down, key {secret}", "study/model.py": "X = 2.0\n"}]
     campaign(str(folder), experiments=2, proposer="mutate")
     state_dir = Lab.open(folder).study.state_dir
     log = (state_dir / "logs" / "1.log").read_text()
     assert "ANTHROPIC_API_KEY" not in log and "MY_SERVICE_TOKEN" not in log
-    for path in state_dir.rglob("*"):
-        if path.is_file() and "worktree" not in path.parts:
-            text = path.read_text(errors="replace")
-            assert secret not in text and "tok-also-a-secret-value" not in text, path
+    history = git(folder.parent, "log", "--all", "-p")  # commit messages included
+    assert "X down, key [redacted]" in history
+    for text in [history] + [
+        p.read_text(errors="replace") for p in state_dir.rglob("*") if p.is_file()
+    ]:
+        assert secret not in text and "tok-also-a-secret-value" not in text

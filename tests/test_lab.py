@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import py_compile
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
 from click.testing import CliRunner
 
 from autoresearch import learnings
 from autoresearch.cli import main
 from autoresearch.lab import Lab, make_row
 from autoresearch.ledger import Ledger
+from autoresearch.lock import StudyLock
 from autoresearch.workspace import GuardViolation
-from tests.conftest import git
+from tests.conftest import ROOT, git
 
 
 def baseline(lab: Lab) -> None:
@@ -40,6 +50,13 @@ def test_ledger_append_is_idempotent_per_experiment(tmp_path):
         "description",
     ]
     assert not list(tmp_path.glob(".results.tsv.*"))  # no temporary file left behind
+    ledger.append({"experiment": 3, "status": "keep", "description": '"Halve" the "rate'})
+    ledger.append({"experiment": 4, "status": "discard", "description": "after"})
+    assert [r["experiment"] for r in ledger.rows()] == ["1", "2", "3", "4"]
+    frame = pd.read_csv(ledger.path, sep="\t")  # Karpathy's notebook reads it like this
+    assert (
+        list(frame["experiment"]) == [1, 2, 3, 4] and frame["description"][2] == "'Halve' the 'rate"
+    )
 
 
 def test_open_repairs_an_unrecorded_candidate(make_study):
@@ -84,10 +101,14 @@ def test_person_notes_survive_the_summary(make_study):
 def test_learnings_are_redacted_and_bounded(tmp_path, monkeypatch):
     monkeypatch.setenv("SOME_TOKEN", "tok-1234567890")
     path = tmp_path / "resource.md"
-    learnings.write(path, "key sk-ant-abcdefghijkl and tok-1234567890\n" + "x\n" * 5000, 500)
+    notes = "key sk-ant-abcdefghijkl and tok-1234567890\n" + "x\n" * 5000
+    learnings.write(path, notes, "- #2 " + "long hypothesis " * 400, 2000)
     text = path.read_text()
     assert "sk-ant-" not in text and "tok-1234567890" not in text
-    assert len(text) <= 500
+    assert len(text) <= 2000 and text.count(learnings.BEGIN) == text.count(learnings.END) == 1
+    learnings.write(path, text.replace(learnings.END, ""), "- #3 fine", 2000)  # a marker lost
+    again = path.read_text()
+    assert again.count(learnings.BEGIN) == again.count(learnings.END) == 1 and "#3 fine" in again
 
 
 def test_cli_init_check_and_status(tmp_path):
@@ -102,6 +123,9 @@ def test_cli_init_check_and_status(tmp_path):
     assert "score: -16.5" in result.output
     result = CliRunner().invoke(main, ["status", str(repo / "mine")])
     assert result.exit_code == 0 and "No baseline yet" in result.output
+    with StudyLock(repo / "runs" / "mine", "mine", what="a campaign"):
+        busy = CliRunner().invoke(main, ["check", str(repo / "mine")])
+    assert busy.exit_code == 3 and "a campaign" in busy.output
     again = CliRunner().invoke(main, ["init", str(repo / "mine")])
     assert again.exit_code != 0 and "already exists" in again.output
 
@@ -119,3 +143,46 @@ def test_ledger_from_an_older_version_gains_the_new_columns(tmp_path):
         ("abc", "1.5", ""),
         ("def", "1.2", "k"),
     ]
+
+
+def test_a_same_size_edit_is_measured_not_its_stale_bytecode(make_study):
+    folder = make_study(model="X = 4.0\n")
+    lab = Lab.open(folder)
+    baseline(lab)
+    source = lab.workspace.study_dir / "model.py"
+    stale = Path(importlib.util.cache_from_source(str(source)))
+    py_compile.compile(str(source), cfile=str(stale))  # what `import model` leaves behind
+    lab.workspace.apply({"study/model.py": "X = 5.0\n"}, "same size, same second")
+    assert lab.evaluate(2).metric == 2.0
+    assert not stale.exists()
+
+
+def test_an_evaluator_left_running_by_a_killed_run_is_stopped(make_study, tmp_path):
+    folder = make_study("import time\ntime.sleep(300)\n")
+    lab = Lab.open(folder)
+    code = f"""
+import sys
+sys.path.insert(0, {str(ROOT)!r})
+from autoresearch.lab import Lab
+Lab.open({str(folder)!r}).evaluate(1)
+"""
+    orchestrator = subprocess.Popen([sys.executable, "-c", code])
+    pid_file = lab.log_path(1).with_suffix(".pgid")
+    deadline = time.monotonic() + 20
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pgid = int(pid_file.read_text().split()[0])
+    orchestrator.kill()  # SIGKILL: no finally block runs, the evaluator's group lives on
+    orchestrator.wait()
+    os.killpg(pgid, 0)  # still there
+    Lab.open(folder)  # the next run repairs
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the evaluator's process group outlived the repair")
+    assert not pid_file.exists()

@@ -47,7 +47,7 @@ def test_deterministic_for_a_seed(make_study):
     b = MutateProposer(ProposerConfig(seed=1)).propose(context(folder))
     c = [MutateProposer(ProposerConfig(seed=s)).propose(context(folder)).key for s in range(2, 8)]
     assert a == b
-    assert len({a.key, *c}) > 1
+    assert len({a.key, *c}) >= 5  # other seeds, other changes
     changed = [
         (x, y)
         for x, y in zip(SOURCE.splitlines(), a.files["study/model.py"].splitlines(), strict=True)
