@@ -1,8 +1,9 @@
 """Protected: the fixed parts of the gpt-train study. Candidates may not change this file.
 
 Constants, the data and its checksum, the byte-level tokenizer, the training data loader, the
-wall-clock budget and the evaluation. The score is computed here from the model's logits, so
-editable code (train.py) decides how the model learns but never how it is scored.
+wall-clock budget and the evaluation. The score is computed here from the model's logits, in the
+evaluator's own process (harness.py), where train.py never runs: editable code decides how the
+model learns but never how it is scored.
 
 `python prepare.py` checks (or downloads) the data and prints its statistics.
 """
@@ -16,7 +17,7 @@ import math
 import os
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -250,9 +251,13 @@ class Clock:
 
 
 # Evaluation ------------------------------------------------------------------------------
+# The child process (harness.py --child) computes logits on inputs the evaluator chose; the
+# evaluator's own process, where no train.py code runs, turns them into the score.
+
+PROBE_CUTS = (1, EVAL_SEQ_LEN // 2, EVAL_SEQ_LEN - 1)  # the causality probes change bytes from here
 
 
-def _windows(val: torch.Tensor, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+def windows(val: torch.Tensor, seq_len: int = EVAL_SEQ_LEN) -> tuple[torch.Tensor, torch.Tensor]:
     """Non-overlapping windows: every val byte after the first is a target exactly once."""
     n = (len(val) - 1) // seq_len
     x = val[: n * seq_len].view(n, seq_len).long()
@@ -260,8 +265,20 @@ def _windows(val: torch.Tensor, seq_len: int) -> tuple[torch.Tensor, torch.Tenso
     return x, y
 
 
-def _logits(model: nn.Module, x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """The model's logits for x as float32, checked for shape."""
+def causal_probes(val: torch.Tensor) -> torch.Tensor:
+    """Inputs for the checks: the first window twice, then copies with later bytes changed."""
+    base = val[:EVAL_SEQ_LEN].long()
+    gen = torch.Generator().manual_seed(SEED)
+    rows = [base, base.clone()]
+    for cut in PROBE_CUTS:
+        changed = base.clone()
+        changed[cut:] = torch.randint(0, VOCAB_SIZE, (EVAL_SEQ_LEN - cut,), generator=gen)
+        rows.append(changed)
+    return torch.stack(rows)
+
+
+def model_logits(model: nn.Module, x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """The model's logits for x as float32, checked for shape (in the child process)."""
     with autocast(device):
         out = model(x.to(device))
     if not isinstance(out, torch.Tensor) or out.shape != (*x.shape, VOCAB_SIZE):
@@ -278,42 +295,40 @@ class Score:
 
 
 @torch.inference_mode()
-def evaluate_bpb(model: nn.Module, val: torch.Tensor, device: torch.device) -> Score:
-    """val_bpb = summed per-token cross-entropy (nats) / (ln 2 * bytes scored), from logits."""
-    was_training = model.training
-    model.eval()
-    x, y = _windows(val, EVAL_SEQ_LEN)
-    total = torch.zeros((), dtype=torch.float64, device=device)
-    for i in range(0, len(x), EVAL_BATCH):
-        logits = _logits(model, x[i : i + EVAL_BATCH], device)
-        target = y[i : i + EVAL_BATCH].to(device)
-        logp = torch.log_softmax(logits, dim=-1)
+def score_logits(chunks: Iterable[torch.Tensor], targets: torch.Tensor) -> Score:
+    """val_bpb = summed per-token cross-entropy (nats) / (ln 2 * bytes scored), from logits.
+
+    chunks: the logits of the validation windows in order, a few windows at a time.
+    """
+    total = torch.zeros((), dtype=torch.float64)
+    row = 0
+    for logits in chunks:
+        target = targets[row : row + len(logits)]
+        logp = torch.log_softmax(logits.float(), dim=-1)
         total += -logp.gather(-1, target[..., None]).sum().double()
-    model.train(was_training)
+        row += len(logits)
+    if row != len(targets):
+        raise HarnessError(f"logits for {row} validation windows, expected {len(targets)}")
     nats = float(total)
     if not math.isfinite(nats):
         raise HarnessError(f"validation cross-entropy is {nats}")
-    return Score(bpb=nats / (math.log(2) * y.numel()), nats=nats, num_bytes=y.numel())
+    return Score(bpb=nats / (math.log(2) * targets.numel()), nats=nats, num_bytes=targets.numel())
 
 
-@torch.inference_mode()
-def check_causal(model: nn.Module, val: torch.Tensor, device: torch.device) -> None:
-    """Raise when a prediction changes with later bytes: a model that peeks is not scored."""
-    model.eval()
-    x = val[:EVAL_SEQ_LEN].long()[None]
-    base = _logits(model, x, device)
+def check_probes(logits: torch.Tensor) -> None:
+    """Raise when the probes' logits (see causal_probes) show randomness or a peek ahead."""
+    if torch.isnan(logits).any():
+        raise HarnessError("the model's logits contain NaN")
+    base, again = logits[0], logits[1]
     tol = 1e-2 * max(1.0, float(base.abs().max()))
-    again = float((_logits(model, x, device) - base).abs().max())
-    if again > tol:
+    diff = float((again - base).abs().max())
+    if diff > tol:
         raise HarnessError(
             f"the model is not deterministic in eval mode: the same bytes gave logits that "
-            f"differ by {again:.4g} (is dropout or other randomness left on in eval mode?)"
+            f"differ by {diff:.4g} (is dropout or other randomness left on in eval mode?)"
         )
-    gen = torch.Generator().manual_seed(SEED)
-    for cut in (1, EVAL_SEQ_LEN // 2, EVAL_SEQ_LEN - 1):
-        changed = x.clone()
-        changed[:, cut:] = torch.randint(0, VOCAB_SIZE, (1, EVAL_SEQ_LEN - cut), generator=gen)
-        diff = float((_logits(model, changed, device)[:, :cut] - base[:, :cut]).abs().max())
+    for cut, changed in zip(PROBE_CUTS, logits[2:], strict=True):
+        diff = float((changed[:cut] - base[:cut]).abs().max())
         if diff > tol:
             raise HarnessError(
                 f"the model is not causal: logits before position {cut} changed by {diff:.4g} "
@@ -324,14 +339,17 @@ def check_causal(model: nn.Module, val: torch.Tensor, device: torch.device) -> N
 # Reporting -------------------------------------------------------------------------------
 
 
-def peak_flops(device: torch.device) -> float | None:
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+
+
+def peak_flops(device_type: str, name: str) -> float | None:
     """The device's dense bf16 peak (PEAK_FLOPS overrides); None where unknown."""
     raw = os.environ.get(ENV_PEAK_FLOPS, "").strip()
     if raw:
         return float(raw)
-    if device.type != "cuda":
+    if device_type != "cuda":
         return None
-    name = torch.cuda.get_device_name(device)
     return next((v for k, v in PEAK_BF16_FLOPS.items() if k in name), None)
 
 
@@ -343,11 +361,13 @@ def peak_memory_mb(device: torch.device) -> float:
     return 0.0
 
 
-def peak_rss_mb() -> float:
+def peak_rss_mb(children: bool = False) -> float:
+    """Peak resident memory of this process, or of its largest finished child process."""
     import resource
     import sys
 
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
+    rss = resource.getrusage(who).ru_maxrss
     return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
 
 
