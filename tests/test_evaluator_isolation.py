@@ -41,9 +41,20 @@ def log_of(folder: Path) -> str:
     return (folder / "logs" / "1.log").read_text()
 
 
-def test_the_shared_isolation_module_is_the_same_in_both_studies() -> None:
-    forecast = (ARTIFACTS / "forecast" / "isolate.py").read_text()
-    assert forecast == (ARTIFACTS / "gpt-train" / "isolate.py").read_text()
+# cooling (the demo) ----------------------------------------------------------------------------
+
+
+def test_cooling_fake_metric_and_patched_math_count_for_nothing(tmp_path: Path) -> None:
+    folder = study_copy(tmp_path, "cooling")
+    model = folder / "model.py"
+    honest = model.read_text()
+    model.write_text(honest + f"\nimport os\nprint('rmse: {FAKE}')\nos._exit(0)\n")
+    m = evaluate(folder, "python evaluate.py", "rmse", 30)
+    assert m.status == "crash" and f"| rmse: {FAKE}" in log_of(folder)
+    patch = f"\nimport math\nmath.sqrt = lambda x: {FAKE}\nprint('rmse: {FAKE}')\n"
+    model.write_text(honest + patch)
+    m = evaluate(folder, "python evaluate.py", "rmse", 30)
+    assert m.status == "ok" and m.metric == pytest.approx(3.659308)
 
 
 # forecast -------------------------------------------------------------------------------------

@@ -8,11 +8,11 @@ in ppmv of CO2.
     python evaluate.py             # validation span, prints `rmse: <number>`
     python evaluate.py --holdout   # later span kept aside, prints `holdout_rmse: <number>`
 
-This process never imports forecast.py. It starts a child process (`--child`, see isolate.py)
-that imports it, calls predict() at every origin and writes the raw forecasts to a JSON file;
-the child's output is re-printed behind `| `. This process then checks those forecasts (one list
-of the right length per origin, finite numbers) and computes the RMSE itself, from its own copy
-of the data, after the child and anything it started are dead.
+This process never imports forecast.py. It starts a child process (`--child`, see
+evaluators/isolate.py) that imports it, calls predict() at every origin and writes the raw
+forecasts to a JSON file; the child's output is re-printed behind `| `. This process then checks
+those forecasts (one list of the right length per origin, finite numbers) and computes the RMSE
+itself, from its own copy of the data, after the child and anything it started are dead.
 
 Before anything runs, forecast.py is read and refused if it imports modules beyond plain numeric
 ones or touches files, builtins such as open/eval, or dunder attributes: the formula must work
@@ -36,7 +36,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from isolate import ResultError, open_result, run_child
+from evaluators.isolate import ResultError, open_result, run_child
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -2,12 +2,13 @@
 
 Two processes. This one (the evaluator's) never imports train.py: it checks the data, picks the
 device and budget, writes the inputs to score into a temporary folder and starts a child,
-`python harness.py --child DIR` (see isolate.py: own process group, output re-printed behind
-`| `, killed with everything it started when it ends). The child builds the model that train.py
-defines, gives train() the data loader and the clock, then writes the model's float32 logits on
-the validation windows and on the causality probes, and its training figures, to DIR. This
-process then computes val_bpb from those logits against targets it cut itself, checks the probes
-(causal, deterministic in eval mode), and prints Karpathy's summary block last:
+`python harness.py --child DIR` (see evaluators/isolate.py: own process group, output
+re-printed behind `| `, killed with everything it started when it ends). The child builds the
+model that train.py defines, gives train() the data loader and the clock, then writes the
+model's float32 logits on the validation windows and on the causality probes, and its training
+figures, to DIR. This process then computes val_bpb from those logits against targets it cut
+itself, checks the probes (causal, deterministic in eval mode), and prints Karpathy's summary
+block last:
 
     ---
     val_bpb:          1.234567
@@ -33,7 +34,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from isolate import ResultError, open_result, run_child
+from evaluators.isolate import ResultError, open_result, run_child
 
 if TYPE_CHECKING:
     import prepare as prep

@@ -1,4 +1,4 @@
-"""Protected: run the editable code in a child process that the scoring never runs in.
+"""For evaluator authors: run the editable code in a child process the scoring never runs in.
 
 The evaluator's process never imports a candidate's module. It starts a child (its own session
 and process group) that runs the candidate and writes raw outputs to files in a temporary folder;
@@ -6,8 +6,8 @@ the evaluator then scores those outputs itself. While the child runs, its output
 with PREFIX on every line, so no line of it can pass for a `name: number` metric line. When the
 child ends or times out, its process group and every process it left behind are killed (on Linux
 the evaluator is made a child subreaper, so even a double-forked, setsid() escapee is reparented
-to it and found) before the caller prints the real metric lines. This file is identical in every
-study that uses it.
+to it and found) before the caller prints the real metric lines. The bundled studies' evaluators
+use it: `from evaluators.isolate import run_child`.
 """
 
 from __future__ import annotations
