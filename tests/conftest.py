@@ -49,10 +49,18 @@ StudyFactory = Callable[..., Path]
 
 @pytest.fixture
 def make_study(tmp_path: Path) -> StudyFactory:
-    """A small study whose evaluator is any Python script: model.py holds X, lower score wins."""
+    """A small study whose evaluator is any Python script: model.py holds X, lower score wins.
+
+    `decision` is the metric's decision rule as YAML flow text; `protected` the protected list.
+    """
 
     def make(
-        evaluate: str = "", yaml_extra: str = "", model: str = "X = 10.0\n", **files: str
+        evaluate: str = "",
+        yaml_extra: str = "",
+        model: str = "X = 10.0\n",
+        decision: str = "",
+        protected: str = "evaluate.py",
+        **files: str,
     ) -> Path:
         repo = tmp_path / "repo"
         folder = repo / "study"
@@ -63,10 +71,11 @@ def make_study(tmp_path: Path) -> StudyFactory:
         )
         for name, text in files.items():
             (folder / name).write_text(text)
+        rule = f", decision: {decision}" if decision else ""
         (folder / "study.yaml").write_text(
-            "name: toy\neditable: [model.py]\nprotected: [evaluate.py]\n"
+            f"name: toy\neditable: [model.py]\nprotected: [{protected}]\n"
             "evaluator: {kind: command, command: python evaluate.py, timeout_s: 20}\n"
-            "metric: {name: score, direction: minimize}\n" + yaml_extra
+            f"metric: {{name: score, direction: minimize{rule}}}\n" + yaml_extra
         )
         commit_all(repo)
         return folder

@@ -19,16 +19,7 @@ HOLDOUT = "import model\nprint(f'holdout_score: {abs(model.X - 5.0):.6f}')\n"
 
 
 def test_sigma_calibrates_then_repeats(make_study, scripted):
-    folder = make_study(NOISY, "  decision: {rule: sigma, calibration_runs: 3, repeats: 4, k: 2}\n")
-    text = (
-        (folder / "study.yaml")
-        .read_text()
-        .replace(
-            "metric: {name: score, direction: minimize}\n  decision",
-            "metric:\n  name: score\n  decision",
-        )
-    )
-    (folder / "study.yaml").write_text(text)
+    folder = make_study(NOISY, decision="{rule: sigma, calibration_runs: 3, repeats: 4, k: 2}")
     scripted += [{"study/model.py": "X = 4.0\n"}, {"study/model.py": "X = 4.0005\n"}]
     assert experiment(str(folder))["description"] == "baseline"
     lab = Lab.open(folder)
@@ -47,15 +38,7 @@ def test_sigma_calibrates_then_repeats(make_study, scripted):
 
 
 def test_new_machine_recalibrates(make_study, scripted):
-    folder = make_study(NOISY)
-    (folder / "study.yaml").write_text(
-        (folder / "study.yaml")
-        .read_text()
-        .replace(
-            "direction: minimize}",
-            "direction: minimize, decision: {rule: sigma, calibration_runs: 2}}",
-        )
-    )
+    folder = make_study(NOISY, decision="{rule: sigma, calibration_runs: 2}")
     scripted += [{"study/model.py": "X = 2.0\n"}]
     experiment(str(folder))
     lab = Lab.open(folder)
@@ -67,15 +50,7 @@ def test_new_machine_recalibrates(make_study, scripted):
 
 
 def test_mannwhitney_measures_the_champion_beside_the_candidate(make_study, scripted):
-    folder = make_study(NOISY)
-    (folder / "study.yaml").write_text(
-        (folder / "study.yaml")
-        .read_text()
-        .replace(
-            "direction: minimize}",
-            "direction: minimize, decision: {rule: mannwhitney, repeats: 6, min_effect: 0.05}}",
-        )
-    )
+    folder = make_study(NOISY, decision="{rule: mannwhitney, repeats: 6, min_effect: 0.05}")
     scripted += [{"study/model.py": "X = 5.0\n"}]
     experiment(str(folder))
     row = experiment(str(folder))
@@ -85,12 +60,11 @@ def test_mannwhitney_measures_the_champion_beside_the_candidate(make_study, scri
 
 
 def test_holdout_regression_is_flagged_as_overfitting(make_study, scripted):
-    folder = make_study(model="X = 4.0\n", **{"holdout.py": HOLDOUT})
-    (folder / "study.yaml").write_text(
-        (folder / "study.yaml")
-        .read_text()
-        .replace("protected: [evaluate.py]", "protected: [evaluate.py, holdout.py]")
-        + "holdout: {command: python holdout.py, metric: holdout_score, every: 1}\n"
+    folder = make_study(
+        model="X = 4.0\n",
+        protected="evaluate.py, holdout.py",
+        yaml_extra="holdout: {command: python holdout.py, metric: holdout_score, every: 1}\n",
+        **{"holdout.py": HOLDOUT},
     )
     scripted += [{"study/model.py": "X = 3.0\n"}]
     result = campaign(str(folder), experiments=2)
