@@ -36,7 +36,6 @@ class Candidate:
     """A proposal applied as a commit on the study branch."""
 
     sha: str
-    parent: str
     lines_added: int
     lines_removed: int
 
@@ -135,7 +134,7 @@ class Lab:
         except GuardViolation:
             self.workspace.reset(parent)
             raise
-        return Candidate(sha, parent, added, removed)
+        return Candidate(sha, added, removed)
 
     def run_once(
         self, workspace: Workspace, log: Path, evaluator: Evaluator | None = None
