@@ -1,4 +1,6 @@
 """autoresearch: autonomous hill-climbing of one artifact against one fixed evaluator.
 
-The core in this package is plain Python: no Prefect import anywhere in it.
+This package is the top of the house: the `autoresearch` command and the Prefect server it
+starts. The layers below it are core/ (the base), proposers/ and evaluators/ (the plugins),
+steps/ (a study's steps and reports), tasks/ and flows/ (Prefect).
 """

@@ -17,9 +17,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from autoresearch import report
-from autoresearch.ledger import Ledger
-from autoresearch.study import StudyError, load_study
+from core.ledger import Ledger, Status, format_metric
+from core.study import Study, StudyError
+from proposers import KINDS as PROPOSER_KINDS
+from steps import report
+from steps.plugins import load_study
 
 console = Console(soft_wrap=True)
 TEMPLATE_DIR = Path(__file__).parent / "template"
@@ -30,7 +32,7 @@ def _fail(exc: Exception) -> None:
     sys.exit(getattr(exc, "exit_code", 1))
 
 
-def _ledger(study_path: str) -> tuple[Any, Ledger]:
+def _ledger(study_path: str) -> tuple[Study, Ledger]:
     try:
         study = load_study(study_path)
     except StudyError as exc:
@@ -51,7 +53,7 @@ def main() -> None:
     "-n", "--experiments", type=int, help="How many experiments (default: the study's budget)."
 )
 @click.option("--minutes", type=float, help="Stop starting experiments after this many minutes.")
-@click.option("--proposer", type=click.Choice(["auto", "mutate", "claude", "agent_cli"]))
+@click.option("--proposer", type=click.Choice(list(PROPOSER_KINDS)))
 @click.option("--seed", type=int, help="Seed of the offline proposer.")
 @click.option(
     "--wait",
@@ -75,7 +77,7 @@ def run(
     spec, ledger = _ledger(study)
     if not verbose:  # the full logs still go to the Prefect UI; here, the progress bar
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
-    from autoresearch.lock import StudyLocked
+    from core.lock import StudyLocked
     from flows.campaign import campaign
     from proposers import choose_kind
 
@@ -113,13 +115,13 @@ def _watch(ledger: Ledger, planned: int | None, done: threading.Event) -> None:
             finished = done.wait(0.5)
             rows = ledger.rows()
             for r in rows[start:]:
-                style = colour.get(r["status"], "yellow")
+                style = colour.get(r.status, "yellow")
                 console.print(
-                    f"#{r['experiment']:>3} [{style}]{r['status']:<8}[/{style}] "
-                    f"{r[ledger.metric]:>12} {r['description']}",
+                    f"#{r.experiment:>3} [{style}]{r.status:<8}[/{style}] "
+                    f"{format_metric(r.metric):>12} {r.description}",
                     highlight=False,
                 )
-            ran = sum(r["status"] != "holdout" for r in rows[start:])
+            ran = sum(r.status != Status.HOLDOUT for r in rows[start:])
             start = len(rows)
             best = ledger.champion()
             text = f"best {ledger.metric} {best.metric:.6g}" if best else "measuring the baseline"
@@ -128,8 +130,8 @@ def _watch(ledger: Ledger, planned: int | None, done: threading.Event) -> None:
                 return
 
 
-def _print_summary(spec: Any, ledger: Ledger) -> None:
-    s = report.summary(ledger)
+def _print_summary(spec: Study, ledger: Ledger) -> None:
+    s = report.summary(ledger, spec.metric.direction)
     if s["baseline"] is None:
         console.print("No baseline yet.")
         return
@@ -168,7 +170,7 @@ def status(study: str, rows: int) -> None:
             table.add_column(col)
         for r in recent:
             table.add_row(
-                r["experiment"], r["commit"], r[ledger.metric], r["status"], r["description"][:70]
+                str(r.experiment), r.commit, format_metric(r.metric), r.status, r.description[:70]
             )
         console.print(table)
     _print_summary(spec, ledger)
@@ -196,9 +198,9 @@ def init(folder: str, name: str | None) -> None:
 @click.argument("study", type=click.Path(exists=True))
 def check(study: str) -> None:
     """Validate STUDY and run its evaluator once on the champion."""
-    from autoresearch.lab import Lab
-    from autoresearch.lock import StudyLock, StudyLocked
-    from autoresearch.workspace import GuardViolation
+    from core.lock import StudyLock, StudyLocked
+    from core.workspace import GuardViolation
+    from steps.lab import Lab
 
     spec, _ = _ledger(study)
     try:  # opening the lab resets the worktree: never under a running campaign

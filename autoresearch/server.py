@@ -9,7 +9,6 @@ does.
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import yaml
+
+from core.processes import stop_group
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_HOME = PROJECT_ROOT / ".prefect"
@@ -78,47 +79,6 @@ def prefect_env(
         env["PREFECT_API_URL"] = api_url
     env.update(extra)
     return env
-
-
-def stop_group(proc: subprocess.Popen[Any], grace_s: float = 10.0) -> None:
-    """SIGTERM the process's whole group (it leads one), then SIGKILL what is left."""
-    if proc.poll() is not None and not _group_alive(proc.pid):
-        return
-    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            proc.poll()
-            if not _group_alive(proc.pid):
-                return
-            time.sleep(0.1)
-
-
-def _group_alive(pgid: int) -> bool:
-    """Is any process of the group still running? Zombies, waiting to be reaped, do not count."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return bool(group_members(pgid)) if Path("/proc/self/stat").exists() else True
-
-
-def group_members(pgid: int) -> list[int]:
-    """The live (non-zombie) processes of a process group, from /proc."""
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(stat.parent.name))
-    return members
 
 
 @dataclass

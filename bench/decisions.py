@@ -36,8 +36,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from autoresearch.decide import calibrate, decide
-from autoresearch.study import DecisionConfig
+from core.decide import calibrate, decide
+from core.study import DecisionConfig
 
 BASELINE, SIGMA, TRUE_GAIN_SIGMAS = 100.0, 5.0, 2.0
 SMALL, LARGE = 200, 2000

@@ -57,8 +57,8 @@ def timed(fn, repeat: int) -> float:  # noqa: ANN001
 
 
 def evaluator_time(folder: Path, repeat: int) -> float:
-    from autoresearch.study import load_study
     from evaluators import make_evaluator
+    from steps.plugins import load_study
 
     study = load_study(folder)
     evaluator = make_evaluator(study)
@@ -103,7 +103,8 @@ def parts(folder: Path, repeat: int) -> dict[str, float]:
     from prefect import flow, task
     from prefect.cache_policies import NO_CACHE
 
-    from autoresearch.lab import Lab
+    from core.ledger import Row, Status
+    from steps.lab import Lab
 
     @task(cache_policy=NO_CACHE)
     def empty_task() -> None:
@@ -129,7 +130,7 @@ def parts(folder: Path, repeat: int) -> dict[str, float]:
     out["Lab.open (load study, git, repair)"] = timed(lambda: Lab.open(folder), repeat)
     out["context for the proposer"] = timed(lambda: lab.context(99), repeat)
     out["persist (ledger read, resource.md)"] = timed(
-        lambda: lab.record({"experiment": 1, "status": "discard"}), repeat
+        lambda: lab.commit_row(Row(1, Status.DISCARD, "timed")), repeat
     )
     return out
 

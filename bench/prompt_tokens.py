@@ -24,9 +24,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from autoresearch.study import ProposerConfig, load_study  # noqa: E402
+from core.ledger import Row, Status  # noqa: E402
 from proposers.base import Context, Outcome, Usage  # noqa: E402
-from proposers.claude import ClaudeProposer  # noqa: E402
+from proposers.claude import (
+    ClaudeConfig,  # noqa: E402
+    ClaudeProposer,  # noqa: E402
+)
+from steps.plugins import load_study  # noqa: E402
 from tests.emulators.anthropic_api import AnthropicEmulator  # noqa: E402
 
 MODEL_PY = '''\
@@ -136,7 +140,7 @@ metric: {name: rmse, direction: minimize}
 
 
 @dataclass
-class Row:
+class Turn:
     experiment: int
     status: str
     usage: Usage
@@ -170,7 +174,7 @@ def make_study(root: Path) -> Path:
     return folder
 
 
-def simulate(args: argparse.Namespace, folder: Path) -> list[Row]:
+def simulate(args: argparse.Namespace, folder: Path) -> list[Turn]:
     study = load_study(folder)
     ctx = Context(
         study=study,
@@ -178,23 +182,23 @@ def simulate(args: argparse.Namespace, folder: Path) -> list[Row]:
         files={p: (study.repo_root / p).read_text() for p in study.editable},
         protected=study.protected,
         history=[
-            {
-                "experiment": "0",
-                "commit": "0000000",
-                "rmse": "1.000000",
-                "status": "baseline",
-                "description": "baseline",
-            }
+            Row(
+                experiment=0,
+                commit="0000000",
+                metric=1.0,
+                status=Status.KEEP,
+                description="baseline",
+            )
         ],
         learnings="",
         last_crash=None,
         experiment=1,
         workdir=study.repo_root,
     )
-    rows: list[Row] = []
+    rows: list[Turn] = []
     champion = 1.0
     with AnthropicEmulator(auto=True, min_cache_tokens=args.min_cache_tokens) as emu:
-        config = ProposerConfig(kind="claude", model=args.model, base_url=emu.url, timeout_s=30)
+        config = ClaudeConfig(model=args.model, base_url=emu.url, timeout_s=30)
         proposer = ClaudeProposer(config, api_key="sk-ant-bench-dummy-key-0000")
         for n in range(1, args.experiments + 1):
             ctx.experiment = n
@@ -217,26 +221,26 @@ def simulate(args: argparse.Namespace, folder: Path) -> list[Row]:
                 log_tail if status == "crash" else "",
             )
             learned = proposer.learn(ctx, outcome)
-            usage = proposal.usage + proposer.last_learn_usage
-            rows.append(Row(n, status, usage, len(emu.messages_requests) - before))
-            ctx.learnings = learned or ctx.learnings
+            usage = proposal.usage + learned.usage
+            rows.append(Turn(n, status, usage, len(emu.messages_requests) - before))
+            ctx.learnings = learned.text or ctx.learnings
             ctx.last_crash = log_tail if status == "crash" else None
             if status == "keep":
                 ctx.files = {**ctx.files, **proposal.files}
                 champion = metric or champion
             ctx.history.append(
-                {
-                    "experiment": str(n),
-                    "commit": f"{n:07x}",
-                    "rmse": "0.000000" if metric is None else f"{metric:.6f}",
-                    "status": status,
-                    "description": proposal.hypothesis,
-                }
+                Row(
+                    experiment=n,
+                    commit=f"{n:07x}",
+                    metric=0.0 if metric is None else metric,
+                    status=Status(status),
+                    description=proposal.hypothesis,
+                )
             )
     return rows
 
 
-def report(rows: list[Row]) -> float:
+def report(rows: list[Turn]) -> float:
     print(
         f"{'exp':>3} {'status':>8} {'req':>3} {'input':>7} {'uncached':>8} {'written':>7} "
         f"{'read':>7} {'read%':>6}"

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
+
+from core.study import EvaluatorConfig
 
 
 @dataclass(frozen=True)
@@ -41,3 +44,12 @@ class Evaluator(Protocol):
     def evaluate(self, workdir: Path, log_path: Path) -> Measurement:
         """Measure the candidate checked out in workdir (the study folder); write the full log."""
         ...
+
+
+@dataclass(frozen=True)
+class Kind:
+    """An evaluator kind: its study.yaml section's model and how to build one from it
+    (the section and the metric's name)."""
+
+    config: type[EvaluatorConfig]
+    create: Callable[[EvaluatorConfig, str], Evaluator]

@@ -17,12 +17,14 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import IO
+from typing import IO, Literal
 
-from autoresearch.processes import boot_id, kill_group
-from autoresearch.secrets import is_secret_name
-from autoresearch.study import CommandEvaluatorConfig
-from evaluators.base import Measurement
+from pydantic import Field
+
+from core.processes import kill_group, record_group
+from core.secrets import is_secret_name
+from core.study import EvaluatorConfig
+from evaluators.base import Kind, Measurement
 
 NUMBER = r"[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|nan|inf(?:inity)?)"
 LINE = re.compile(rf"^\s*([A-Za-z_][\w.]*)\s*:\s*({NUMBER})\s*$", re.IGNORECASE)
@@ -110,7 +112,7 @@ def run_command(
         )
         assert proc.stdout is not None
         running = log_path.with_suffix(".pgid")  # a killed orchestrator's next run kills this group
-        running.write_text(f"{proc.pid} {boot_id()}\n")
+        record_group(running, proc.pid)
         copier = threading.Thread(target=copy_capped, args=(proc.stdout, log, max_log_bytes))
         copier.start()
         try:
@@ -146,8 +148,19 @@ def measure(
     return replace(m, tags=parse_tags(text))
 
 
+class CommandConfig(EvaluatorConfig):
+    kind: Literal["command"] = "command"
+    command: str
+    timeout_s: float = Field(600, gt=0)
+    env: dict[str, str] = {}
+    max_log_mb: float = Field(20, gt=0)
+
+    def describe(self) -> str:
+        return f"The evaluator runs `{self.command}` in the study folder."
+
+
 class CommandEvaluator:
-    def __init__(self, config: CommandEvaluatorConfig, metric: str) -> None:
+    def __init__(self, config: CommandConfig, metric: str) -> None:
         self.config = config
         self.metric = metric
 
@@ -162,3 +175,6 @@ class CommandEvaluator:
         )
         text = log_path.read_text(errors="replace")
         return measure(text, self.metric, code, self.config.timeout_s, seconds)
+
+
+KIND = Kind(CommandConfig, CommandEvaluator)

@@ -19,15 +19,16 @@ import re
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import requests
 import urllib3
+from pydantic import Field, field_validator
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from autoresearch.study import HttpEvaluatorConfig
-from evaluators.base import Measurement
+from core.study import EvaluatorConfig
+from evaluators.base import Kind, Measurement
 
 BODY_LOG_CHARS = 2000
 BACKOFF_FACTOR = 0.2  # seconds; urllib3 doubles it on each consecutive retry
@@ -194,10 +195,30 @@ def _attempts(response: requests.Response) -> int:
     return len(retries.history) + 1 if retries is not None else 1
 
 
+class HttpConfig(EvaluatorConfig):
+    kind: Literal["http"]
+    method: str = "GET"
+    url: str
+    headers: dict[str, str] = {}
+    body: Any = None
+    json_path: str
+    timeout_s: float = Field(30, gt=0)
+    retries: int = Field(3, ge=0)
+
+    @field_validator("json_path")
+    @classmethod
+    def _parses(cls, path: str) -> str:
+        parse_json_path(path)
+        return path
+
+    def describe(self) -> str:
+        return f"The evaluator calls {self.method} {self.url} and reads `{self.json_path}`."
+
+
 class HttpEvaluator:
     """Measures by asking an HTTP API; the candidate's checkout is not read."""
 
-    def __init__(self, config: HttpEvaluatorConfig, metric_name: str) -> None:
+    def __init__(self, config: HttpConfig, metric_name: str) -> None:
         self.config = config
         self.metric_name = metric_name
         self.steps = parse_json_path(config.json_path)
@@ -296,3 +317,6 @@ class HttpEvaluator:
             and isinstance(v, int | float)
             and math.isfinite(float(v))
         }
+
+
+KIND = Kind(HttpConfig, HttpEvaluator)

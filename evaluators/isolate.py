@@ -20,10 +20,11 @@ import stat
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
+
+from core.processes import kill_descendants
 
 PREFIX = "| "
 MAX_LINE_BYTES = 65536  # a longer line without a newline is cut into prefixed pieces
@@ -63,56 +64,6 @@ def _relay(source: IO[bytes], out: IO[bytes], state: dict[str, bool]) -> None:
             pending = pending[MAX_LINE_BYTES:]
     if pending:
         _emit(pending, out, state)
-
-
-def _proc_table() -> dict[int, tuple[int, str]]:
-    """pid -> (parent pid, state letter), from /proc; empty where there is no /proc."""
-    table: dict[int, tuple[int, str]] = {}
-    with contextlib.suppress(OSError):
-        for entry in os.scandir("/proc"):
-            if not entry.name.isdigit():
-                continue
-            try:
-                text = Path(entry.path, "stat").read_text()
-            except OSError:
-                continue
-            fields = text.rsplit(")", 1)[-1].split()
-            table[int(entry.name)] = (int(fields[1]), fields[0])
-    return table
-
-
-def _descendants() -> dict[int, str]:
-    """Our descendants' pids and states (Z for a zombie)."""
-    table = _proc_table()
-    found: dict[int, str] = {}
-    frontier = [os.getpid()]
-    while frontier:
-        parent = frontier.pop()
-        for pid, (ppid, state) in table.items():
-            if ppid == parent and pid not in found:
-                found[pid] = state
-                frontier.append(pid)
-    return found
-
-
-def _reap() -> None:
-    with contextlib.suppress(ChildProcessError):
-        while os.waitpid(-1, os.WNOHANG)[0]:
-            pass
-
-
-def kill_descendants(rounds: int = 200) -> None:
-    """SIGKILL every process below us, again and again, until none is left (or none is seen)."""
-    for _ in range(rounds):
-        found = _descendants()
-        for pid, state in found.items():
-            if state != "Z":
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGKILL)
-        _reap()
-        if not found:
-            return
-        time.sleep(0.005)
 
 
 def run_child(argv: list[str], cwd: Path, timeout_s: float) -> int | None:

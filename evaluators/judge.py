@@ -21,13 +21,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Literal
 
 import anthropic
+from pydantic import Field
 
-from autoresearch.secrets import redact
-from autoresearch.study import JudgeEvaluatorConfig
-from evaluators.base import Measurement
+from core.secrets import redact
+from core.study import EvaluatorConfig
+from evaluators.base import Kind, Measurement
 from evaluators.command import tail
 
 Check = Callable[[str, str], bool]
@@ -68,8 +69,22 @@ def _passes(check: Check, output: str, case: str) -> bool:
         return False  # a check that cannot even run on the answer is a failed check
 
 
+class JudgeConfig(EvaluatorConfig):
+    kind: Literal["judge"]
+    prompt_file: str
+    cases: str
+    model: str = "claude-sonnet-5"
+    judge_model: str | None = None
+    base_url: str | None = None
+    max_tokens: int = Field(1024, gt=0)
+    timeout_s: float = Field(600, gt=0)
+
+    def describe(self) -> str:
+        return f"The evaluator is an LLM judge scoring the cases in `{self.cases}`."
+
+
 class JudgeEvaluator:
-    def __init__(self, config: JudgeEvaluatorConfig, metric: str) -> None:
+    def __init__(self, config: JudgeConfig, metric: str) -> None:
         self.config = config
         self.metric = metric
 
@@ -148,3 +163,6 @@ class JudgeEvaluator:
     def _write(log_path: Path, lines: list[str]) -> None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_path.write_text(redact("\n".join(lines)) + "\n")
+
+
+KIND = Kind(JudgeConfig, JudgeEvaluator)

@@ -16,12 +16,14 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.context import FlowRunContext
 
-from autoresearch import report
-from autoresearch.lab import Lab
-from autoresearch.lock import StudyLock
-from autoresearch.study import load_study
+from core.ledger import Status
+from core.lock import StudyLock
 from flows.experiment import experiment
 from proposers import choose_kind
+from steps import report
+from steps.lab import Lab
+from steps.plugins import load_study
+from steps.trial import Stop
 from tasks import holdout, publish
 
 
@@ -33,10 +35,12 @@ def campaign(
     proposer: str | None = None,
     seed: int | None = None,
     lock_wait_s: float = 0.0,
+    researcher: Any = None,  # a Proposer; Any, since Prefect validates parameters
 ) -> dict[str, Any]:
+    """`researcher`: a proposer object to use instead of the study's (tests pass one)."""
     spec = load_study(study)
     with StudyLock(spec.state_dir, spec.name, lock_wait_s, what=_who()):
-        return _campaign(study, experiments, minutes, proposer, seed)
+        return _campaign(study, experiments, minutes, proposer, seed, researcher)
 
 
 def _who() -> str:
@@ -82,6 +86,7 @@ def _campaign(
     minutes: float | None,
     proposer: str | None,
     seed: int | None,
+    researcher: Any,
 ) -> dict[str, Any]:
     log = get_run_logger()
     lab = Lab.open(study)
@@ -104,23 +109,23 @@ def _campaign(
             stop = f"USD budget of {budget.usd:g} reached (spent {spent:.4f})"
             break
         number = lab.ledger.next_experiment()
-        row = experiment.with_options(flow_run_name=f"{lab.study.name}-{number}")(
-            study, proposer, seed
+        out = experiment.with_options(flow_run_name=f"{lab.study.name}-{number}")(
+            study, proposer, seed, researcher
         )
         done += 1
         progress.update(done)
-        if row.get("status") == "stopped":
-            stop = f"stopped: {row['reason']}"
+        if isinstance(out, Stop):
+            stop = f"stopped: {out.reason}"
             break
-        spent += float(row.get("cost_usd", 0) or 0)
-        if row.get("description") == "baseline" and row["status"] == "crash":
-            stop = f"the baseline crashed ({row['evidence']}): see logs/{number}.log"
+        spent += out.cost_usd
+        if out.description == "baseline" and out.status != Status.KEEP:
+            what = "crashed" if out.status == Status.CRASH else "was rejected"
+            stop = f"the baseline {what} ({out.evidence}): see logs/{number}.log"
             break
     if stop:
         log.warning(stop)
     progress.update(done, stop)
-    if lab.holdout_due(at_end=True):
-        holdout(lab)
+    holdout(lab, at_end=True)
     overfitting = lab.overfitting_since(first)
     summary = publish(lab)
     return summary | {"ran": done, "stop": stop, "overfitting": overfitting}

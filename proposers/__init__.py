@@ -1,41 +1,55 @@
-"""Where changes come from: each proposer turns a Context into a Proposal."""
+"""Where changes come from: each proposer kind turns a Context into a Proposal.
+
+The registry: one line per kind, naming the module whose `KIND` gives the kind's study.yaml
+model and its factory. A module is imported only when its kind is used.
+"""
 
 from __future__ import annotations
 
-import os
+import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from autoresearch.study import Study
-    from proposers.base import Proposer
+    from core.study import ProposerConfig, Study
+    from proposers.base import Kind, Proposer
 
-KINDS = ("auto", "mutate", "claude", "agent_cli")
+KINDS: dict[str, str] = {
+    "auto": "proposers.auto",  # claude with ANTHROPIC_API_KEY, else mutate
+    "mutate": "proposers.mutate",
+    "claude": "proposers.claude",
+    "agent_cli": "proposers.agent_cli",
+}
+
+
+def kind(name: str) -> Kind:
+    if name not in KINDS:
+        raise ValueError(f"unknown proposer {name!r}; choose one of {', '.join(KINDS)}")
+    return importlib.import_module(KINDS[name]).KIND
+
+
+def config_for(study: Study, name: str) -> ProposerConfig:
+    """The study's proposer section as kind `name` reads it: as written when the study names that
+    kind, else the options the two kinds share (for a `--proposer` override)."""
+    written = study.config.proposer
+    model = kind(name).config
+    if isinstance(written, model):
+        return written
+    given = written.model_dump(exclude_unset=True)
+    shared = {k: v for k, v in given.items() if k in model.model_fields and k != "kind"}
+    return model.model_validate(shared)
 
 
 def choose_kind(study: Study, override: str | None = None) -> tuple[str, str]:
-    """The proposer kind to use and why: `auto` means Claude with a key, else offline `mutate`."""
-    kind = override or study.config.proposer.kind
-    if kind not in KINDS:
-        raise ValueError(f"unknown proposer {kind!r}; choose one of {', '.join(KINDS)}")
-    if kind != "auto":
-        return kind, f"proposer {kind} (asked for)"
-    if os.environ.get("ANTHROPIC_API_KEY"):
-        return "claude", "proposer claude (auto: ANTHROPIC_API_KEY is set)"
-    return "mutate", "proposer mutate (auto: no ANTHROPIC_API_KEY, offline mutations)"
+    """The proposer kind to use and why (`auto` is resolved here)."""
+    name = override or study.config.proposer.kind
+    kind(name)
+    if name == "auto":
+        from proposers.auto import resolve
+
+        return resolve()
+    return name, f"proposer {name} (asked for)"
 
 
-def make_proposer(study: Study, kind: str, seed: int | None = None) -> Proposer:
-    config = study.config.proposer
-    if kind == "mutate":
-        from proposers.mutate import MutateProposer
-
-        return MutateProposer(config, seed)
-    if kind == "claude":
-        from proposers.claude import ClaudeProposer
-
-        return ClaudeProposer(config)
-    if kind == "agent_cli":
-        from proposers.agent_cli import AgentCliProposer
-
-        return AgentCliProposer(config)
-    raise ValueError(f"unknown proposer {kind!r}")
+def make_proposer(study: Study, name: str, seed: int | None = None) -> Proposer:
+    """A proposer of kind `name` (not `auto`: resolve it with choose_kind first)."""
+    return kind(name).create(config_for(study, name), seed)

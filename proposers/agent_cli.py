@@ -20,14 +20,16 @@ import shlex
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Literal
 
 import git
+from pydantic import Field
 
-from autoresearch.processes import kill_group
-from autoresearch.secrets import known_secrets, redact
-from autoresearch.study import ProposerConfig
+from core.processes import kill_group
+from core.secrets import known_secrets, redact
+from core.study import ProposerConfig
 from proposers import prompt
-from proposers.base import Context, InvalidProposal, Outcome, Proposal, StopCampaign
+from proposers.base import Context, InvalidProposal, Kind, Learned, Outcome, Proposal, StopCampaign
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +56,18 @@ class Snapshot:
         self.untracked = set(repo.untracked_files)
 
 
+class AgentCliConfig(ProposerConfig):
+    kind: Literal["agent_cli"] = "agent_cli"
+    command: str | None = None  # e.g. claude -p "$(cat {prompt_file})"
+    timeout_s: float = Field(900, gt=0)
+
+
 class AgentCliProposer:
     """Runs a coding-agent CLI on the worktree and turns its diff into a Proposal."""
 
     name = "agent_cli"
 
-    def __init__(self, config: ProposerConfig) -> None:
+    def __init__(self, config: AgentCliConfig) -> None:
         if not config.command or not config.command.strip():
             raise StopCampaign(
                 "proposer.command is required for kind agent_cli, for example "
@@ -93,9 +101,9 @@ class AgentCliProposer:
             raise InvalidProposal("the agent repeated a change that was already tried")
         return Proposal(hypothesis=hypothesis, files=files, proposer=self.name, key=key)
 
-    def learn(self, context: Context, outcome: Outcome) -> str | None:
+    def learn(self, context: Context, outcome: Outcome) -> Learned:
         """The core keeps the learnings for agent CLIs (they read resource.md in the prompt)."""
-        return None
+        return Learned()
 
     # -- running the agent
 
@@ -180,3 +188,6 @@ class AgentCliProposer:
             while parent != context.workdir and parent.is_dir() and not any(parent.iterdir()):
                 parent.rmdir()
                 parent = parent.parent
+
+
+KIND = Kind(AgentCliConfig, lambda config, seed: AgentCliProposer(config))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from autoresearch.study import Study
+from core.ledger import Row
+from core.study import ProposerConfig, Study
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,15 @@ class Usage:
             self.cache_write_tokens + other.cache_write_tokens,
             self.cache_read_tokens + other.cache_read_tokens,
         )
+
+    def columns(self) -> dict[str, int]:
+        """The ledger's token columns."""
+        return {
+            "tokens_in": self.input_tokens,
+            "tokens_out": self.output_tokens,
+            "tokens_cache_read": self.cache_read_tokens,
+            "tokens_cache_write": self.cache_write_tokens,
+        }
 
 
 class StopCampaign(Exception):
@@ -62,7 +73,7 @@ class Context:
     program: str
     files: dict[str, str]  # editable files at the champion
     protected: list[str]
-    history: list[dict[str, str]]  # ledger rows, oldest first
+    history: list[Row]  # ledger rows, oldest first
     learnings: str
     last_crash: str | None
     experiment: int
@@ -90,11 +101,27 @@ class Outcome:
     log_tail: str = ""
 
 
+@dataclass(frozen=True)
+class Learned:
+    """What learn() wrote: resource.md's new text (None: the core keeps the learnings), and
+    what writing it cost."""
+
+    text: str | None = None
+    usage: Usage = Usage()
+    cost_usd: float = 0.0
+
+
 class Proposer(Protocol):
     name: str
 
     def propose(self, context: Context) -> Proposal: ...
 
-    def learn(self, context: Context, outcome: Outcome) -> str | None:
-        """Return the new text of resource.md, or None to leave the learnings to the core."""
-        ...
+    def learn(self, context: Context, outcome: Outcome) -> Learned: ...
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A proposer kind: its study.yaml section's model and how to build one from it."""
+
+    config: type[ProposerConfig]
+    create: Callable[[ProposerConfig, int | None], Proposer]

@@ -8,6 +8,7 @@ Faults are sorted by what the campaign should do about them:
   retry after a long wait, so a middleware stops it at the first answer;
 - a model that cannot produce a usable change after two rounds of feedback: InvalidProposal.
 The API key goes to the SDK only; it is never logged and is scrubbed from every text we return.
+The SDK is imported when a proposer is built (it takes a second to import), not with the module.
 """
 
 from __future__ import annotations
@@ -19,20 +20,52 @@ import os
 import posixpath
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-import anthropic
+from pydantic import Field
 
-from autoresearch.secrets import holds_secret, known_secrets, redact
-from autoresearch.study import Prices, ProposerConfig
+from core.secrets import holds_secret, known_secrets, redact
+from core.study import ProposerConfig, Strict
 from proposers import prompt
-from proposers.base import Context, InvalidProposal, Outcome, Proposal, StopCampaign, Usage
+from proposers.base import (
+    Context,
+    InvalidProposal,
+    Kind,
+    Learned,
+    Outcome,
+    Proposal,
+    StopCampaign,
+    Usage,
+)
+
+if TYPE_CHECKING:
+    import anthropic
 
 log = logging.getLogger(__name__)
 
 FEEDBACK_ROUNDS = 2  # a rejected proposal goes back to the model at most this many times
 EPHEMERAL = {"type": "ephemeral"}
 HYPOTHESIS_CHARS = 500
+
+
+class Prices(Strict):
+    """USD per million tokens."""
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cache_write: float = Field(ge=0)
+    cache_read: float = Field(ge=0)
+
+
+class ClaudeConfig(ProposerConfig):
+    kind: Literal["claude"] = "claude"
+    model: str = "claude-sonnet-5"
+    max_tokens: int = Field(8192, gt=0)
+    temperature: float = Field(1.0, ge=0, le=1)
+    base_url: str | None = None
+    prices: dict[str, Prices] = {}
+    timeout_s: float = Field(900, gt=0)  # one request, the SDK's retries included
+
 
 # USD per million tokens: input, output, 5-minute cache write, cache read. Matched by the longest
 # model-name prefix; a study's `proposer.prices` entries take precedence.
@@ -178,6 +211,8 @@ def stop_on_spend_limit(request: Any, call_next: Any) -> Any:
 
 
 def _supports_middleware() -> bool:
+    import anthropic
+
     return "middleware" in inspect.signature(anthropic.Anthropic.__init__).parameters
 
 
@@ -336,7 +371,7 @@ class ClaudeProposer:
     name = "claude"
 
     def __init__(
-        self, config: ProposerConfig, api_key: str | None = None, *, max_retries: int = 3
+        self, config: ClaudeConfig, api_key: str | None = None, *, max_retries: int = 3
     ) -> None:
         key = api_key or os.environ.get("ANTHROPIC_API_KEY")
         self.config = config
@@ -346,11 +381,11 @@ class ClaudeProposer:
         self.prices = price_for(config.model, config.prices)
         self.spent_usd = 0.0  # everything this proposer has cost, learnings included
         self.usage_total = Usage()
-        self.last_learn_usage = Usage()
-        self.last_learn_cost_usd = 0.0
         self.thread: Thread | None = None
 
     def _client(self, key: str, max_retries: int) -> anthropic.Anthropic:
+        import anthropic
+
         options: dict[str, Any] = {
             "api_key": key,
             "base_url": self.base_url,
@@ -376,6 +411,8 @@ class ClaudeProposer:
     # -- one request
 
     def _request(self, system: list[dict[str, Any]], messages: list[dict[str, Any]]) -> Any:
+        import anthropic
+
         if self.client is None:  # raised here, not at construction, so the flow stops cleanly
             raise StopCampaign(MISSING_KEY)
         extra: dict[str, Any] = {}
@@ -407,6 +444,8 @@ class ClaudeProposer:
 
     def _permanent(self, err: anthropic.APIStatusError) -> StopCampaign | None:
         """The StopCampaign for an error that no retry can fix, else None."""
+        import anthropic
+
         text = _api_message(err)
         if spend_limit_message(err.body):
             return StopCampaign(f"the Anthropic spend limit is reached: {text}")
@@ -482,8 +521,10 @@ class ClaudeProposer:
             cost_usd=self.cost(usage),
         )
 
-    def learn(self, context: Context, outcome: Outcome) -> str | None:
-        """The new resource.md, written by the model; None when the API is unavailable."""
+    def learn(self, context: Context, outcome: Outcome) -> Learned:
+        """The new resource.md, written by the model (text None when the API is unavailable)."""
+        import anthropic
+
         limit = self.config.learnings_max_chars
         system, messages = self._learn_request(context, outcome, limit)
         usage = Usage()
@@ -503,10 +544,8 @@ class ClaudeProposer:
                 messages += _feedback(message, prompt.LEARN_TOOL, reason, self.secrets)
         except (anthropic.APIConnectionError, anthropic.APIStatusError) as err:
             log.warning("learnings not updated this time: %s", type(err).__name__)
-        finally:
-            self.last_learn_usage = usage
-            self.last_learn_cost_usd = self.cost(usage)
-        return None if text is None else _bound(text, limit)
+        bounded = None if text is None else _bound(text, limit)
+        return Learned(bounded, usage, self.cost(usage))
 
     def _learn_request(
         self, context: Context, outcome: Outcome, limit: int
@@ -534,3 +573,6 @@ def _bound(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     return text[:limit].rsplit("\n", 1)[0].rstrip() + "\n"
+
+
+KIND = Kind(ClaudeConfig, lambda config, seed: ClaudeProposer(config))

@@ -16,9 +16,13 @@ import random
 import re
 import tokenize
 from dataclasses import dataclass
+from typing import Literal
 
-from autoresearch.study import ProposerConfig
-from proposers.base import Context, InvalidProposal, Outcome, Proposal
+from pydantic import Field
+
+from core.ledger import Row, Status
+from core.study import ProposerConfig
+from proposers.base import Context, InvalidProposal, Kind, Learned, Outcome, Proposal
 
 NUMBER_RE = re.compile(r"(?<![\w.])\d+(?:\.\d*)?(?:[eE][-+]?\d+)?(?![\w.])")
 TRIED_RE = re.compile(r"^mutate (\S+:\d+:\d+) \S+ -> (\S+)")
@@ -27,7 +31,7 @@ ATTEMPTS = 200
 
 
 @dataclass(frozen=True)
-class Literal:
+class Number:
     path: str
     line: int  # 1-based
     k: int  # k-th number on that line, from 0
@@ -61,15 +65,15 @@ def _text_literals(text: str) -> list[tuple[int, int, str]]:
     ]
 
 
-def literals(path: str, text: str) -> list[Literal]:
+def literals(path: str, text: str) -> list[Number]:
     """Every numeric literal of a file, with its stable location."""
     found = _python_literals(path, text) if path.endswith(".py") else _text_literals(text)
-    out: list[Literal] = []
+    out: list[Number] = []
     per_line: dict[int, int] = {}
     for line, col, s in found:
         k = per_line.get(line, 0)
         per_line[line] = k + 1
-        out.append(Literal(path, line, k, col, s))
+        out.append(Number(path, line, k, col, s))
     return out
 
 
@@ -99,7 +103,7 @@ def perturb(text: str, step: float, rng: random.Random) -> str:
     return _format(new, text)
 
 
-def replace_at(text: str, lit: Literal, new: str) -> str:
+def replace_at(text: str, lit: Number, new: str) -> str:
     lines = text.splitlines(keepends=True)
     line = lines[lit.line - 1]
     assert line[lit.start : lit.start + len(lit.text)] == lit.text
@@ -107,28 +111,32 @@ def replace_at(text: str, lit: Literal, new: str) -> str:
     return "".join(lines)
 
 
-def tried(history: list[dict[str, str]]) -> set[str]:
+def tried(history: list[Row]) -> set[str]:
     """(location=value) pairs already tried, read from the ledger's descriptions."""
-    return {
-        f"{m.group(1)}={m.group(2)}" for r in history for m in TRIED_RE.finditer(r["description"])
-    }
+    return {f"{m.group(1)}={m.group(2)}" for r in history for m in TRIED_RE.finditer(r.description)}
 
 
-def step_size(initial: float, history: list[dict[str, str]]) -> float:
+def step_size(initial: float, history: list[Row]) -> float:
     """The 1/5th-success-rule style adaptation, replayed from this proposer's past rows."""
     step = initial
     for r in history:
-        if not TRIED_RE.match(r["description"]):
+        if not TRIED_RE.match(r.description):
             continue
-        step *= GROW if r["status"] == "keep" else SHRINK
+        step *= GROW if r.status == Status.KEEP else SHRINK
         step = min(MAX_STEP, max(MIN_STEP, step))
     return step
+
+
+class MutateConfig(ProposerConfig):
+    kind: Literal["mutate"] = "mutate"
+    step: float = Field(0.2, gt=0)
+    mutate_lines: list[str] = []  # regexes: only numbers on matching lines are perturbed
 
 
 class MutateProposer:
     name = "mutate"
 
-    def __init__(self, config: ProposerConfig, seed: int | None = None) -> None:
+    def __init__(self, config: MutateConfig, seed: int | None = None) -> None:
         self.config = config
         self.seed = config.seed if seed is None else seed
         self.patterns = [re.compile(p) for p in config.mutate_lines]
@@ -160,12 +168,15 @@ class MutateProposer:
             )
         raise InvalidProposal(f"no untried perturbation found in {ATTEMPTS} attempts")
 
-    def _allowed(self, text: str, lit: Literal) -> bool:
+    def _allowed(self, text: str, lit: Number) -> bool:
         """With `mutate_lines`, only numbers on lines matching one of its patterns."""
         if not self.patterns:
             return True
         line = text.splitlines()[lit.line - 1]
         return any(p.search(line) for p in self.patterns)
 
-    def learn(self, context: Context, outcome: Outcome) -> str | None:
-        return None  # the core writes the offline summary
+    def learn(self, context: Context, outcome: Outcome) -> Learned:
+        return Learned()  # the core writes the offline summary
+
+
+KIND = Kind(MutateConfig, MutateProposer)

@@ -17,6 +17,7 @@ import hashlib
 import json
 from pathlib import PurePosixPath
 
+from core.ledger import format_metric
 from proposers.base import Context, Outcome
 
 PROPOSE_TOOL = "propose_change"
@@ -85,12 +86,7 @@ def metric_line(context: Context) -> str:
 
 
 def evaluator_line(context: Context) -> str:
-    ev = context.study.config.evaluator
-    if ev.kind == "command":
-        return f"The evaluator runs `{ev.command}` in the study folder."
-    if ev.kind == "http":
-        return f"The evaluator calls {ev.method} {ev.url} and reads `{ev.json_path}`."
-    return f"The evaluator is an LLM judge scoring the cases in `{ev.cases}`."
+    return context.study.config.evaluator.describe()
 
 
 def decision_line(context: Context) -> str:
@@ -135,8 +131,8 @@ def champion_value(context: Context) -> str | None:
     """The metric of the last kept (or baseline) experiment in the history, if any."""
     name = context.study.metric.name
     for row in reversed(context.history):
-        if row.get("status") in ("keep", "baseline") and row.get(name) not in (None, ""):
-            return f"{name} = {row[name]} (experiment {row.get('experiment', '?')})"
+        if row.kept:
+            return f"{name} = {format_metric(row.metric)} (experiment {row.experiment})"
     return None
 
 
@@ -149,11 +145,9 @@ def render_history(context: Context, rows: int) -> str:
     head = f"experiment\tcommit\t{name}\tstatus\tdescription"
     lines = [head]
     for row in recent:
-        desc = " ".join(str(row.get("description", "")).split())[:DESCRIPTION_CHARS]
-        commit = str(row.get("commit", ""))[:7]
+        desc = " ".join(row.description.split())[:DESCRIPTION_CHARS]
         lines.append(
-            f"{row.get('experiment', '')}\t{commit}\t{row.get(name, '')}\t"
-            f"{row.get('status', '')}\t{desc}"
+            f"{row.experiment}\t{row.commit[:7]}\t{format_metric(row.metric)}\t{row.status}\t{desc}"
         )
     shown = f"last {len(recent)} of {len(context.history)}"
     return f"({shown}, oldest first)\n" + "\n".join(lines)

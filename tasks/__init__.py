@@ -1,19 +1,19 @@
-"""Prefect tasks, one step of an experiment each. Thin: the work is done by the core (Lab)."""
+"""Prefect tasks, one step of an experiment each. Thin: the work is done by the steps (Lab)."""
 
 from tasks.apply import apply
 from tasks.decide import decide
-from tasks.evaluate import calibrate, evaluate, evaluate_paired
+from tasks.evaluate import baseline, calibrate, measure
 from tasks.holdout import holdout
 from tasks.persist import persist, publish
 from tasks.propose import propose
 
 __all__ = [
     "apply",
+    "baseline",
     "calibrate",
     "decide",
-    "evaluate",
-    "evaluate_paired",
     "holdout",
+    "measure",
     "persist",
     "propose",
     "publish",

@@ -6,13 +6,14 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.transactions import Transaction
 
-from autoresearch.lab import Candidate, Lab
 from proposers.base import Proposal
+from steps.lab import Lab
+from steps.trial import Candidate, Trial
 
 
 @task(name="apply", cache_policy=NO_CACHE)
-def apply(lab: Lab, proposal: Proposal) -> Candidate:
-    return lab.apply(proposal)
+def apply(lab: Lab, proposal: Proposal, trial: Trial) -> Candidate:
+    return lab.apply(proposal, trial)
 
 
 @apply.on_rollback

@@ -5,9 +5,10 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from autoresearch.decide import Verdict
-from autoresearch.lab import Candidate, Lab
+from core.decide import Verdict
 from evaluators.base import Measurement
+from steps.lab import Lab
+from steps.trial import Candidate
 
 
 @task(name="decide", cache_policy=NO_CACHE)

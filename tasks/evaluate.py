@@ -5,12 +5,16 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from autoresearch.lab import Lab
+from core.ledger import Status
 from evaluators.base import Measurement
+from steps.lab import Lab
+from steps.trial import Trial
 
 
-def _log(lab: Lab, m: Measurement) -> None:
+def _log(lab: Lab, m: Measurement | None) -> None:
     log = get_run_logger()
+    if m is None:
+        return
     if m.status == "ok":
         runs = f" over {len(m.samples)} runs" if len(m.samples) > 1 else ""
         log.info("%s = %.6g%s in %.1fs", lab.study.metric.name, m.metric, runs, m.duration_s)
@@ -19,19 +23,21 @@ def _log(lab: Lab, m: Measurement) -> None:
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)
-def evaluate(lab: Lab, experiment: int, runs: int = 1) -> Measurement:
-    m = lab.evaluate(experiment, runs)
+def measure(lab: Lab, trial: Trial) -> tuple[Measurement, list[float] | None]:
+    """The candidate: once, repeated, or interleaved with the champion, as the rule needs."""
+    m, champion = lab.measure(trial)
     _log(lab, m)
-    return m
-
-
-@task(name="evaluate-paired", cache_policy=NO_CACHE)
-def evaluate_paired(lab: Lab, experiment: int) -> tuple[Measurement, list[float]]:
-    """Candidate and champion interleaved, for timings and for rebaseline studies."""
-    m, champion = lab.evaluate_paired(experiment)
-    _log(lab, m)
-    get_run_logger().info("champion re-measured: %s", ", ".join(f"{v:.6g}" for v in champion))
+    if champion is not None:
+        get_run_logger().info("champion re-measured: %s", ", ".join(f"{v:.6g}" for v in champion))
     return m, champion
+
+
+@task(name="baseline", cache_policy=NO_CACHE)
+def baseline(lab: Lab, trial: Trial) -> tuple[Status, str]:
+    """The unchanged artifact, measured: its status and why."""
+    outcome = lab.baseline(trial)
+    _log(lab, trial.measurement)
+    return outcome
 
 
 @task(name="calibrate", cache_policy=NO_CACHE)

@@ -8,40 +8,29 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from autoresearch import report
-from autoresearch.lab import Lab, add_usage
-from evaluators.base import Measurement
-from proposers.base import Outcome, Proposer
+from core.ledger import Row, Status, format_metric
+from proposers.base import Learned, Proposer
+from steps import report
+from steps.lab import Lab
+from steps.trial import Trial
 
 
 @task(name="persist", cache_policy=NO_CACHE)
 def persist(
-    lab: Lab,
-    row: dict[str, Any],
-    proposer: Proposer | None = None,
-    outcome: Outcome | None = None,
-    measurement: Measurement | None = None,
-) -> None:
+    lab: Lab, trial: Trial, status: Status, reason: str, researcher: Proposer | None = None
+) -> Row:
     """Learn from the outcome (its tokens count in the row), record the row, write the learnings."""
-    learned = None
-    if proposer and outcome:
+    learned = Learned()
+    if researcher is not None and trial.proposal is not None:
         try:
-            learned = proposer.learn(lab.context(row["experiment"]), outcome)
+            learned = lab.learn(researcher, trial, status, reason)
         except Exception as exc:  # a failed note must not cost the experiment's row
             get_run_logger().warning("learnings not updated: %s", exc)
-        usage = getattr(proposer, "last_learn_usage", None)
-        if learned is not None and usage is not None:
-            row = add_usage(row, usage, getattr(proposer, "last_learn_cost_usd", 0.0))
-    lab.record(row, measurement)
-    if learned is not None:
-        lab.write_learnings(learned)
+    row = lab.finish(trial, status, reason, learned)
     get_run_logger().info(
-        "#%s %s %s %s",
-        row["experiment"],
-        row["status"],
-        row[lab.study.metric.name],
-        row["description"],
+        "#%s %s %s %s", row.experiment, row.status, format_metric(row.metric), row.description
     )
+    return row
 
 
 @task(name="publish", cache_policy=NO_CACHE)
@@ -71,4 +60,5 @@ def publish(lab: Lab) -> dict[str, Any]:
         markdown=report.summary_markdown(lab, chart, report_path),
         description=f"champion of study {lab.study.name}",
     )
-    return report.summary(lab.ledger) | {"report": str(report_path) if report_path else None}
+    summary = report.summary(lab.ledger, lab.study.metric.direction)
+    return summary | {"report": str(report_path) if report_path else None}

@@ -5,8 +5,9 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from autoresearch.lab import Lab
 from proposers.base import InvalidProposal, Proposal, Proposer, StopCampaign
+from steps.lab import Lab
+from steps.trial import Trial
 
 FINAL = (StopCampaign, InvalidProposal)
 
@@ -28,5 +29,5 @@ def _retry_unless_final(task, task_run, state) -> bool:  # noqa: ANN001 (Prefect
     retry_condition_fn=_retry_unless_final,
     cache_policy=NO_CACHE,
 )
-def propose(lab: Lab, proposer: Proposer, experiment: int) -> Proposal:
-    return proposer.propose(lab.context(experiment))
+def propose(lab: Lab, researcher: Proposer, trial: Trial) -> Proposal:
+    return lab.propose(researcher, trial)

@@ -83,33 +83,29 @@ def make_study(tmp_path: Path) -> StudyFactory:
     return make
 
 
-class Scripted:
-    """A proposer that returns prepared changes, one per experiment, in order."""
+class Scripted(list):
+    """A proposer that returns prepared changes, one per experiment, in order: a list of
+    {path: new text} (and optionally "hypothesis"), passed to the flows as `researcher`."""
 
     name = "scripted"
-
-    def __init__(self, changes: list[dict[str, str]]) -> None:
-        self.changes = changes
 
     def propose(self, context):  # noqa: ANN001, ANN201
         from proposers.base import Proposal
 
-        files = dict(self.changes.pop(0))
+        files = dict(self.pop(0))
         hypothesis = files.pop("hypothesis", f"scripted {sorted(files)}")
         return Proposal(hypothesis, files, self.name)
 
-    def learn(self, context, outcome) -> None:  # noqa: ANN001
-        return None
+    def learn(self, context, outcome):  # noqa: ANN001, ANN201
+        from proposers.base import Learned
+
+        return Learned()
 
 
 @pytest.fixture
-def scripted(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, str]]:
-    """Make every experiment flow take its proposals from the returned list."""
-    import flows.experiment
-
-    changes: list[dict[str, str]] = []
-    monkeypatch.setattr(flows.experiment, "make_proposer", lambda *a: Scripted(changes))
-    return changes
+def scripted() -> Scripted:
+    """A Scripted proposer to fill with changes and pass to a flow as `researcher=`."""
+    return Scripted()
 
 
 @pytest.fixture(scope="session")

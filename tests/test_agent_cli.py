@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from autoresearch.study import ProposerConfig, load_study
 from proposers import prompt
-from proposers.agent_cli import AgentCliProposer, hypothesis_from
+from proposers.agent_cli import AgentCliConfig, AgentCliProposer, hypothesis_from
 from proposers.base import Context, InvalidProposal, StopCampaign
+from steps.plugins import load_study
 
 MODEL_PY = "WINDOW = 12\nALPHA = 0.35\n"
 EVALUATE_PY = 'print("rmse", 0.5)\n'
@@ -120,7 +120,7 @@ def agent(tmp_path: Path, source: str, template: str = "{prompt_file}", timeout:
     script = tmp_path / "agent.py"
     script.write_text(source)
     command = f"{sys.executable} {script} {template}".strip()
-    return AgentCliProposer(ProposerConfig(kind="agent_cli", command=command, timeout_s=timeout))
+    return AgentCliProposer(AgentCliConfig(command=command, timeout_s=timeout))
 
 
 def clean(wt: Path) -> bool:
@@ -230,7 +230,7 @@ def test_a_hanging_agent_is_killed_with_its_whole_group(tmp_path: Path, worktree
 
 def test_a_missing_command_stops_with_a_clear_message() -> None:
     with pytest.raises(StopCampaign, match="proposer.command"):
-        AgentCliProposer(ProposerConfig(kind="agent_cli"))
+        AgentCliProposer(AgentCliConfig())
 
 
 def test_the_hypothesis_is_the_marked_line_else_the_last_line_without_secrets() -> None:

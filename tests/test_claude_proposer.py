@@ -13,10 +13,11 @@ from pathlib import Path
 import anthropic
 import pytest
 
-from autoresearch.study import Prices, ProposerConfig, load_study
+from core.ledger import Row, Status
 from proposers import prompt
 from proposers.base import Context, InvalidProposal, Outcome, Proposal, StopCampaign
-from proposers.claude import ClaudeProposer, price_for
+from proposers.claude import ClaudeConfig, ClaudeProposer, Prices, price_for
+from steps.plugins import load_study
 from tests.emulators import anthropic_api as emu_api
 from tests.emulators.anthropic_api import AnthropicEmulator, edit, propose
 
@@ -130,7 +131,7 @@ def proposer(
         "timeout_s": 5,
     }
     settings.update(config)
-    return ClaudeProposer(ProposerConfig(**settings), api_key=key, max_retries=retries)
+    return ClaudeProposer(ClaudeConfig(**settings), api_key=key, max_retries=retries)
 
 
 def good_reply(**kw: object) -> emu_api.Reply:
@@ -197,13 +198,13 @@ def test_cache_control_marks_the_stable_prefix_only(
     emu: AnthropicEmulator, key: str, folder: Path
 ) -> None:
     history = [
-        {
-            "experiment": str(i),
-            "commit": f"abc{i:04d}ff",
-            "rmse": f"0.{90 - i}",
-            "status": "keep" if i % 3 == 0 else "discard",
-            "description": f"idea number {i}",
-        }
+        Row(
+            experiment=i,
+            commit=f"abc{i:04d}ff",
+            metric=float(f"0.{90 - i}"),
+            status=Status.KEEP if i % 3 == 0 else Status.DISCARD,
+            description=f"idea number {i}",
+        )
         for i in range(1, 31)
     ]
     ctx = make_context(
@@ -218,13 +219,7 @@ def test_cache_control_marks_the_stable_prefix_only(
     first = p.propose(ctx)
     ctx.experiment = 32
     ctx.history.append(
-        {
-            "experiment": "31",
-            "commit": "d",
-            "rmse": "0.5",
-            "status": "discard",
-            "description": "window 24",
-        }
+        Row(experiment=31, commit="d", metric=0.5, status=Status.DISCARD, description="window 24")
     )
     second = p.propose(ctx)
 
@@ -242,7 +237,7 @@ def test_cache_control_marks_the_stable_prefix_only(
     assert "experiment\tcommit\trmse\tstatus\tdescription" in task
     assert "idea number 30" in task and "idea number 25" not in task  # the last 5 rows only
     assert "ALPHA near 0.3" in task and "ZeroDivisionError" in task
-    assert "rmse = 0.60 (experiment 30)" in task  # the champion: the last kept row
+    assert "rmse = 0.600000 (experiment 30)" in task  # the champion: the last kept row
     assert json.dumps(body).count('"cache_control"') == 3
     for text in (system["text"], files_block["text"]):  # nothing that changes each experiment
         assert "idea number" not in text and "ALPHA near" not in text and "Experiment" not in text
@@ -410,7 +405,7 @@ def test_a_spend_limit_during_learning_stops_too(
 
 
 def test_a_missing_key_stops_with_a_clear_message(folder: Path) -> None:
-    p = ClaudeProposer(ProposerConfig(kind="claude"))  # the flow stops at propose, cleanly
+    p = ClaudeProposer(ClaudeConfig())  # the flow stops at propose, cleanly
     with pytest.raises(StopCampaign, match="ANTHROPIC_API_KEY"):
         p.propose(make_context(folder))
 
@@ -421,9 +416,7 @@ def test_the_key_comes_from_the_environment(
     monkeypatch.setenv("ANTHROPIC_API_KEY", key)
     monkeypatch.setenv("ANTHROPIC_BASE_URL", emu.url)
     emu.push(good_reply())
-    ClaudeProposer(ProposerConfig(kind="claude", model="claude-sonnet-4-6")).propose(
-        make_context(folder)
-    )
+    ClaudeProposer(ClaudeConfig(model="claude-sonnet-4-6")).propose(make_context(folder))
     assert len(emu.messages_requests) == 1
 
 
@@ -447,12 +440,13 @@ def test_learn_returns_the_new_resource_md(emu: AnthropicEmulator, key: str, fol
     emu.push(emu_api.learnings(text))
     ctx = make_context(folder, learnings="## What worked\n- a person wrote this\n")
     p = proposer(emu, key)
-    assert p.learn(ctx, outcome(ctx, "keep")) == text
+    learned = p.learn(ctx, outcome(ctx, "keep"))
+    assert learned.text == text
     body = emu.messages_requests[0].body
     task = body["messages"][0]["content"][1]["text"]
     assert "a person wrote this" in task and "status: keep" in task
     assert "+WINDOW = 24" in task and "at most 6000 characters" in task
-    assert p.last_learn_usage.output_tokens > 0 and p.last_learn_cost_usd > 0
+    assert learned.usage.output_tokens > 0 and learned.cost_usd > 0
 
 
 def test_learn_continues_the_conversation_of_the_proposal(
@@ -463,7 +457,8 @@ def test_learn_continues_the_conversation_of_the_proposal(
     p = proposer(emu, key)
     proposal = p.propose(ctx)
     result = Outcome(proposal, "discard", 0.6, 0.52, "not better by more than 0")
-    assert p.learn(ctx, result) == "## What did not work\n- x\n"
+    learned = p.learn(ctx, result)
+    assert learned.text == "## What did not work\n- x\n"
     first, second = (r.body for r in emu.messages_requests)
     assert first["system"] == second["system"] and first["tools"] == second["tools"]
     assert second["messages"][0] == first["messages"][0]
@@ -477,8 +472,8 @@ def test_learn_continues_the_conversation_of_the_proposal(
     assert "write_learnings" in ask["text"] and "edited the learnings" not in ask["text"]
     # everything the proposal request sent is read back from the cache
     u = proposal.usage
-    assert p.last_learn_usage.cache_read_tokens == u.input_tokens + u.cache_write_tokens
-    assert p.last_learn_usage.input_tokens < p.last_learn_usage.cache_read_tokens / 4
+    assert learned.usage.cache_read_tokens == u.input_tokens + u.cache_write_tokens
+    assert learned.usage.input_tokens < learned.usage.cache_read_tokens / 4
 
 
 def test_a_person_s_edit_between_propose_and_learn_is_shown(
@@ -500,7 +495,7 @@ def test_learnings_over_the_bound_are_asked_shorter_then_cut(
     long = "## What worked\n" + "".join(f"- point {i}: {'x' * 60}\n" for i in range(20))
     emu.push(emu_api.learnings(long), emu_api.learnings(long))
     ctx = make_context(folder)
-    text = proposer(emu, key, learnings_max_chars=500).learn(ctx, outcome(ctx, "discard"))
+    text = proposer(emu, key, learnings_max_chars=500).learn(ctx, outcome(ctx, "discard")).text
     assert text is not None and len(text) <= 500 and text.startswith("## What worked\n- point 0")
     assert "limit is 500" in tool_results(emu.messages_requests[1].body)[0]["content"]
 
@@ -510,7 +505,7 @@ def test_learn_gives_up_quietly_on_a_transient_fault(
 ) -> None:
     emu.push(emu_api.server_error())
     ctx = make_context(folder)
-    assert proposer(emu, key, retries=0).learn(ctx, outcome(ctx, "crash")) is None
+    assert proposer(emu, key, retries=0).learn(ctx, outcome(ctx, "crash")).text is None
 
 
 # Secrets -------------------------------------------------------------------------------
@@ -533,7 +528,7 @@ def test_the_key_never_reaches_returned_text_or_files(
     ctx = make_context(folder)
     p = proposer(emu, key)
     result = p.propose(ctx)
-    learned = p.learn(ctx, outcome(ctx, "keep", result.hypothesis))
+    learned = p.learn(ctx, outcome(ctx, "keep", result.hypothesis)).text
     assert "credential" in tool_results(emu.messages_requests[1].body)[0]["content"]
     assert key in json.dumps(emu.responses[0][1])  # the emulated model did echo it back
     assert key not in emu.messages_requests[1].raw.decode()  # but it is not sent back
@@ -609,19 +604,19 @@ def test_auto_mode_supports_a_short_campaign(key: str, folder: Path) -> None:
             assert result.key not in ctx.tried
             ctx.tried.add(result.key)
             status = "keep" if n % 2 else "discard"
-            learned = p.learn(ctx, Outcome(result, status, 0.5, 0.52, "simulated"))
+            learned = p.learn(ctx, Outcome(result, status, 0.5, 0.52, "simulated")).text
             assert learned and result.hypothesis in learned
             ctx.learnings = learned
             if status == "keep":
                 ctx.files = {**ctx.files, **result.files}
             ctx.history.append(
-                {
-                    "experiment": str(n),
-                    "commit": "c",
-                    "rmse": "0.5",
-                    "status": status,
-                    "description": result.hypothesis,
-                }
+                Row(
+                    experiment=n,
+                    commit="c",
+                    metric=0.5,
+                    status=Status(status),
+                    description=result.hypothesis,
+                )
             )
     assert p.usage_total.cache_read_tokens > p.usage_total.input_tokens
 

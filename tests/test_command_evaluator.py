@@ -6,13 +6,12 @@ import os
 import time
 from pathlib import Path
 
-from autoresearch.study import CommandEvaluatorConfig
-from evaluators.command import CommandEvaluator, parse_metrics
+from evaluators.command import CommandConfig, CommandEvaluator, parse_metrics
 
 
 def run(tmp_path: Path, script: str, timeout_s: float = 10, metric: str = "val_bpb", **env: str):
     (tmp_path / "job.py").write_text(script)
-    config = CommandEvaluatorConfig(command="python job.py", timeout_s=timeout_s, env=env)
+    config = CommandConfig(command="python job.py", timeout_s=timeout_s, env=env)
     return CommandEvaluator(config, metric).evaluate(tmp_path, tmp_path / "logs" / "1.log")
 
 
@@ -57,7 +56,7 @@ def test_log_tail_is_the_last_50_lines(tmp_path):
 def test_output_is_capped_but_the_metric_survives(tmp_path):
     job = "import sys\nfor _ in range(3000): sys.stdout.write('x' * 999 + '\\n')\n"
     (tmp_path / "job.py").write_text(job + "print('val_bpb: 2.5')\n")
-    config = CommandEvaluatorConfig(command="python job.py", timeout_s=20, max_log_mb=0.5)
+    config = CommandConfig(command="python job.py", timeout_s=20, max_log_mb=0.5)
     m = CommandEvaluator(config, "val_bpb").evaluate(tmp_path, tmp_path / "capped.log")
     log = (tmp_path / "capped.log").read_bytes()
     assert m.status == "ok" and m.metric == 2.5

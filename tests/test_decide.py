@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from autoresearch.decide import (
+from core.decide import (
     bootstrap_effect_interval,
     calibrate,
     critical_value,
@@ -18,7 +18,7 @@ from autoresearch.decide import (
     prob_better,
     prob_better_by,
 )
-from autoresearch.study import DecisionConfig
+from core.study import DecisionConfig
 
 THRESHOLD = DecisionConfig()
 SIGMA = DecisionConfig(rule="sigma")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from autoresearch.lab import Lab
 from flows.campaign import campaign
 from flows.experiment import experiment
+from steps.lab import Lab
 from tests.conftest import git
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -21,7 +21,7 @@ HOLDOUT = "import model\nprint(f'holdout_score: {abs(model.X - 5.0):.6f}')\n"
 def test_sigma_calibrates_then_repeats(make_study, scripted):
     folder = make_study(NOISY, decision="{rule: sigma, calibration_runs: 3, repeats: 4, k: 2}")
     scripted += [{"study/model.py": "X = 4.0\n"}, {"study/model.py": "X = 4.0005\n"}]
-    assert experiment(str(folder))["description"] == "baseline"
+    assert experiment(str(folder), researcher=scripted).description == "baseline"
     lab = Lab.open(folder)
     cal = lab.state.load()["calibration"]
     assert len(cal["samples"]) == 3 and 0 < cal["sigma"] < 0.1
@@ -30,21 +30,21 @@ def test_sigma_calibrates_then_repeats(make_study, scripted):
         "1-3.log",
         "1.log",
     ]
-    big = experiment(str(folder))
-    assert big["status"] == "keep" and big["evidence"].startswith("sigma n=3/4")
-    assert len(Lab.open(folder).champion_samples()) == 4
-    tiny = experiment(str(folder))
-    assert tiny["status"] == "discard"  # 0.0005 is far inside the noise
+    big = experiment(str(folder), researcher=scripted)
+    assert big.status == "keep" and big.evidence.startswith("sigma n=3/4")
+    assert len(Lab.open(folder).record.samples()) == 4
+    tiny = experiment(str(folder), researcher=scripted)
+    assert tiny.status == "discard"  # 0.0005 is far inside the noise
 
 
 def test_new_machine_recalibrates(make_study, scripted):
     folder = make_study(NOISY, decision="{rule: sigma, calibration_runs: 2}")
     scripted += [{"study/model.py": "X = 2.0\n"}]
-    experiment(str(folder))
+    experiment(str(folder), researcher=scripted)
     lab = Lab.open(folder)
     lab.state.update(calibration=lab.state.load()["calibration"] | {"machine": "elsewhere"})
     assert lab.needs_calibration()
-    experiment(str(folder))
+    experiment(str(folder), researcher=scripted)
     assert not Lab.open(folder).needs_calibration()
     assert (lab.study.state_dir / "logs" / "2-calibration.log").exists()
 
@@ -52,11 +52,11 @@ def test_new_machine_recalibrates(make_study, scripted):
 def test_mannwhitney_measures_the_champion_beside_the_candidate(make_study, scripted):
     folder = make_study(NOISY, decision="{rule: mannwhitney, repeats: 6, min_effect: 0.05}")
     scripted += [{"study/model.py": "X = 5.0\n"}]
-    experiment(str(folder))
-    row = experiment(str(folder))
+    experiment(str(folder), researcher=scripted)
+    row = experiment(str(folder), researcher=scripted)
     logs = {p.name for p in (Lab.open(folder).study.state_dir / "logs").iterdir()}
     assert {"2.log", "2-6.log", "2-champion-1.log", "2-champion-6.log"} <= logs
-    assert row["status"] == "keep" and row["evidence"].startswith("mannwhitney n=6/6")
+    assert row.status == "keep" and row.evidence.startswith("mannwhitney n=6/6")
 
 
 def test_holdout_regression_is_flagged_as_overfitting(make_study, scripted):
@@ -67,11 +67,11 @@ def test_holdout_regression_is_flagged_as_overfitting(make_study, scripted):
         **{"holdout.py": HOLDOUT},
     )
     scripted += [{"study/model.py": "X = 3.0\n"}]
-    result = campaign(str(folder), experiments=2)
+    result = campaign(str(folder), experiments=2, researcher=scripted)
     rows = Lab.open(folder).ledger.rows()
-    assert [r["status"] for r in rows] == ["keep", "holdout", "keep", "holdout"]
-    assert rows[1]["description"].endswith(": ok")
-    assert "OVERFITTING" in rows[3]["description"]
+    assert [r.status for r in rows] == ["keep", "holdout", "keep", "holdout"]
+    assert rows[1].description.endswith(": ok")
+    assert "OVERFITTING" in rows[3].description
     assert result["overfitting"] is True
 
 
@@ -81,7 +81,7 @@ def test_secrets_reach_no_evaluator_and_no_file(make_study, scripted, monkeypatc
     monkeypatch.setenv("MY_SERVICE_TOKEN", "tok-also-a-secret-value")
     folder = make_study(NOISY)
     scripted += [{"hypothesis": f"X down, key {secret}", "study/model.py": "X = 2.0\n"}]
-    campaign(str(folder), experiments=2, proposer="mutate")
+    campaign(str(folder), experiments=2, researcher=scripted)
     state_dir = Lab.open(folder).study.state_dir
     log = (state_dir / "logs" / "1.log").read_text()
     assert "ANTHROPIC_API_KEY" not in log and "MY_SERVICE_TOKEN" not in log

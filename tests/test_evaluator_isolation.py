@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from autoresearch.study import CommandEvaluatorConfig
 from evaluators.base import Measurement
-from evaluators.command import CommandEvaluator
+from evaluators.command import CommandConfig, CommandEvaluator
 from tests.conftest import ROOT
 
 ARTIFACTS = ROOT / "artifacts"
@@ -33,7 +32,7 @@ def study_copy(tmp_path: Path, name: str) -> Path:
 
 
 def evaluate(folder: Path, command: str, metric: str, timeout_s: float, **env: str) -> Measurement:
-    config = CommandEvaluatorConfig(command=command, timeout_s=timeout_s, env=env)
+    config = CommandConfig(command=command, timeout_s=timeout_s, env=env)
     return CommandEvaluator(config, metric).evaluate(folder, folder / "logs" / "1.log")
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from autoresearch.lab import Lab
 from flows.campaign import campaign
 from flows.experiment import experiment
+from steps.lab import Lab
 from tests.conftest import git
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -33,6 +33,11 @@ def scripted_study(make_study, tmp_path, scripted):
     return folder, scripted, marks
 
 
+def lab_ledger_line(folder: Path, index: int) -> str:
+    """One line of results.tsv as written (index 0: the first row)."""
+    return Lab.open(folder).ledger.path.read_text().splitlines()[index + 1]
+
+
 def head_text(folder: Path) -> str:
     lab = Lab.open(folder)
     return (lab.workspace.study_dir / "model.py").read_text()
@@ -50,8 +55,8 @@ def test_keep_discard_crash_and_rejections(scripted_study):
         },  # rewrites it at run time
         {"study/model.py": "X = 4.5\n"},  # still better than 5: keep
     ]
-    rows = [experiment(str(folder), "mutate") for _ in range(7)]
-    assert [r["status"] for r in rows] == [
+    rows = [experiment(str(folder), researcher=changes) for _ in range(7)]
+    assert [r.status for r in rows] == [
         "keep",
         "keep",
         "discard",
@@ -60,16 +65,18 @@ def test_keep_discard_crash_and_rejections(scripted_study):
         "rejected",
         "keep",
     ]
-    assert rows[0]["description"] == "baseline"
-    assert rows[3]["score"] == "0.000000" and rows[3]["memory_gb"] == "0.0"
-    assert "exit code 1" in rows[3]["evidence"]
-    assert "non-editable" in rows[4]["evidence"]
-    assert "voided at run time" in rows[5]["evidence"]
+    assert rows[0].description == "baseline"
+    assert rows[3].metric == 0.0 and rows[3].memory_gb == 0.0
+    line = lab_ledger_line(folder, 3).split("\t")
+    assert line[1:3] == ["0.000000", "0.0"]
+    assert "exit code 1" in rows[3].evidence
+    assert "non-editable" in rows[4].evidence
+    assert "voided at run time" in rows[5].evidence
     # the protected-touching candidate was never evaluated; the run-time rewrite was, once
     assert marks.read_text().split() == ["10.0", "5.0", "20.0", "4.0", "4.5"]
     lab = Lab.open(folder)
     assert lab.champion().metric == 1.5
-    assert lab.workspace.head().startswith(rows[-1]["commit"])
+    assert lab.workspace.head().startswith(rows[-1].commit)
     assert not lab.workspace.repo.is_dirty(untracked_files=True)
     assert (lab.workspace.study_dir / "evaluate.py").read_text() == EVALUATE
     assert len(lab.ledger.rows()) == 7
@@ -79,16 +86,16 @@ def test_keep_discard_crash_and_rejections(scripted_study):
 def test_discard_leaves_the_champion_checked_out(scripted_study):
     folder, changes, _ = scripted_study
     changes += [{"study/model.py": "X = 4.0\n"}, {"study/model.py": "X = 99.0\n"}]
-    experiment(str(folder), "mutate")
-    experiment(str(folder), "mutate")
+    experiment(str(folder), researcher=changes)
+    experiment(str(folder), researcher=changes)
     assert head_text(folder) == "X = 4.0\n"
-    assert experiment(str(folder), "mutate")["status"] == "discard"
+    assert experiment(str(folder), researcher=changes).status == "discard"
     assert head_text(folder) == "X = 4.0\n"
 
 
 def test_exception_after_apply_rolls_back(scripted_study, monkeypatch):
     folder, changes, _ = scripted_study
-    experiment(str(folder), "mutate")  # baseline
+    experiment(str(folder), researcher=changes)  # baseline
     changes.append({"study/model.py": "X = 3.5\n"})
 
     def broken(self, *args):
@@ -96,7 +103,7 @@ def test_exception_after_apply_rolls_back(scripted_study, monkeypatch):
 
     monkeypatch.setattr(Lab, "judge", broken)
     with pytest.raises(RuntimeError, match="decide failed"):
-        experiment(str(folder), "mutate")
+        experiment(str(folder), researcher=changes)
     monkeypatch.undo()
     assert head_text(folder) == "X = 10.0\n"
     assert len(Lab.open(folder).ledger.rows()) == 1
@@ -107,12 +114,12 @@ def test_campaign_hill_climbs_and_continues(cooling):
     lab = Lab.open(cooling)
     rows = lab.ledger.rows()
     assert first["ran"] == 8 and len(rows) == 8
-    assert [r["description"] for r in rows].count("baseline") == 1
+    assert [r.description for r in rows].count("baseline") == 1
     assert first["best"] < first["baseline"]
     assert lab.workspace.head().startswith(first["champion"])
     again = campaign(str(cooling), experiments=3, proposer="mutate", seed=0)
     rows = Lab.open(cooling).ledger.rows()
-    assert len(rows) == 11 and [r["description"] for r in rows].count("baseline") == 1
+    assert len(rows) == 11 and [r.description for r in rows].count("baseline") == 1
     assert again["best"] <= first["best"]
     # the user's own checkout is untouched
     assert git(cooling.parent, "status", "--porcelain") == ""

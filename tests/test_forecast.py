@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from autoresearch.lab import Lab
+from steps.lab import Lab
 from tests.conftest import ROOT, commit_all
 
 
@@ -19,10 +19,8 @@ def test_forecast_improves_under_mutate(tmp_path):
     commit_all(tmp_path / "repo")
     result = campaign(str(folder), experiments=12, proposer="mutate", seed=0)
     rows = Lab.open(folder).ledger.rows()
-    assert rows[0]["description"] == "baseline" and float(rows[0]["rmse"]) == pytest.approx(
-        2.0365, abs=1e-3
-    )
+    assert rows[0].description == "baseline" and rows[0].metric == pytest.approx(2.0365, abs=1e-3)
     assert result["best"] < 0.9 * result["baseline"]
     # the holdout span was scored at the start and at the end
-    holdouts = [r for r in rows if r["status"] == "holdout"]
-    assert len(holdouts) >= 2 and "holdout_rmse" in holdouts[-1]["description"]
+    holdouts = [r for r in rows if r.status == "holdout"]
+    assert len(holdouts) >= 2 and "holdout_rmse" in holdouts[-1].description

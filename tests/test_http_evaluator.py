@@ -14,8 +14,7 @@ from typing import Any
 
 import pytest
 
-from autoresearch.study import HttpEvaluatorConfig
-from evaluators.http import HttpEvaluator, parse_json_path
+from evaluators.http import HttpConfig, HttpEvaluator, parse_json_path
 
 
 @dataclass
@@ -93,7 +92,7 @@ def server() -> Iterator[Loopback]:
 
 
 def evaluator(url: str, json_path: str, **kw: Any) -> HttpEvaluator:
-    config = HttpEvaluatorConfig(kind="http", url=url, json_path=json_path, **kw)
+    config = HttpConfig(kind="http", url=url, json_path=json_path, **kw)
     return HttpEvaluator(config, "score")
 
 

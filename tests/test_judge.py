@@ -9,9 +9,8 @@ from typing import Any
 
 import pytest
 
-from autoresearch.lab import Lab
-from autoresearch.study import JudgeEvaluatorConfig
-from evaluators.judge import JudgeEvaluator
+from evaluators.judge import JudgeConfig, JudgeEvaluator
+from steps.lab import Lab
 from tests.conftest import ROOT, commit_all
 from tests.emulators.anthropic_api import (
     AnthropicEmulator,
@@ -63,7 +62,7 @@ def suite(tmp_path: Path) -> Path:
 
 
 def judge(**kw: Any) -> JudgeEvaluator:
-    return JudgeEvaluator(JudgeEvaluatorConfig(kind="judge", prompt_file="prompt.md",
+    return JudgeEvaluator(JudgeConfig(kind="judge", prompt_file="prompt.md",
                                                cases="cases.py", **kw), "pass_rate")  # fmt: skip
 
 
@@ -123,8 +122,8 @@ def test_prompt_suite_improves_under_the_claude_proposer(emulator, suite):
     )  # fmt: skip
     result = campaign(str(suite), experiments=5, proposer="claude")
     rows = Lab.open(suite).ledger.rows()
-    assert [r["status"] for r in rows] == ["keep"] * 5
-    scores = [float(r["pass_rate"]) for r in rows]
+    assert [r.status for r in rows] == ["keep"] * 5
+    scores = [r.metric for r in rows]
     assert scores == sorted(scores) and scores[0] < 0.2 and scores[-1] == 1.0
-    assert result["best"] == 1.0 and all(float(r["cost_usd"]) > 0 for r in rows[1:])
-    assert rows[1]["description"] == "Answers must be machine-readable"
+    assert result["best"] == 1.0 and all(r.cost_usd > 0 for r in rows[1:])
+    assert rows[1].description == "Answers must be machine-readable"

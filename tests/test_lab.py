@@ -11,37 +11,34 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from click.testing import CliRunner
 
-from autoresearch import learnings
 from autoresearch.cli import main
-from autoresearch.lab import Lab, make_row
-from autoresearch.ledger import Ledger
-from autoresearch.lock import StudyLock
-from autoresearch.workspace import GuardViolation
+from core import learnings
+from core.ledger import Ledger, LedgerError, Row, Status
+from core.lock import StudyLock
+from core.workspace import GuardViolation
+from proposers.base import Learned
+from steps.lab import Lab
+from steps.trial import Trial
 from tests.conftest import ROOT, git
 
 
 def baseline(lab: Lab) -> None:
-    m = lab.evaluate(1)
-    lab.record(make_row(1, 0.0, "t", "keep", "baseline", "score", lab.workspace.head(), m))
+    trial = Trial(1)
+    lab.finish(trial, *lab.baseline(trial), Learned())
 
 
 def test_ledger_append_is_idempotent_per_experiment(tmp_path):
     ledger = Ledger(tmp_path / "results.tsv", "rmse")
-    row = {
-        "experiment": 1,
-        "commit": "abc",
-        "rmse": "1.0",
-        "status": "keep",
-        "description": "a\tb\nc",
-    }
+    row = Row(1, Status.KEEP, "a\tb\nc", commit="abc", metric=1.0)
     assert ledger.append(row) is True
     assert ledger.append(row) is False
     rows = ledger.rows()
-    assert len(rows) == 1 and rows[0]["description"] == "a b c"
-    ledger.append({"experiment": 2, "status": "keep", "rmse": 0.0, "tokens_in": 0, "key": None})
-    assert [ledger.rows()[1][c] for c in ("rmse", "tokens_in", "key")] == ["0.0", "0", ""]
+    assert len(rows) == 1 and rows[0].description == "a b c"
+    ledger.append(Row(2, Status.KEEP, "zero", metric=0.0))
+    assert ledger.path.read_text().splitlines()[2].split("\t")[1:3] == ["0.000000", "0.0"]
     assert ledger.path.read_text().splitlines()[0].split("\t")[:5] == [
         "commit",
         "rmse",
@@ -50,9 +47,9 @@ def test_ledger_append_is_idempotent_per_experiment(tmp_path):
         "description",
     ]
     assert not list(tmp_path.glob(".results.tsv.*"))  # no temporary file left behind
-    ledger.append({"experiment": 3, "status": "keep", "description": '"Halve" the "rate'})
-    ledger.append({"experiment": 4, "status": "discard", "description": "after"})
-    assert [r["experiment"] for r in ledger.rows()] == ["1", "2", "3", "4"]
+    ledger.append(Row(3, Status.KEEP, '"Halve" the "rate'))
+    ledger.append(Row(4, Status.DISCARD, "after"))
+    assert [r.experiment for r in ledger.rows()] == [1, 2, 3, 4]
     frame = pd.read_csv(ledger.path, sep="\t")  # Karpathy's notebook reads it like this
     assert (
         list(frame["experiment"]) == [1, 2, 3, 4] and frame["description"][2] == "'Halve' the 'rate"
@@ -91,7 +88,8 @@ def test_person_notes_survive_the_summary(make_study):
     baseline(lab)
     text = lab.resource_path.read_text()
     lab.resource_path.write_text("My note: try smaller X.\n\n" + text)
-    lab.record(make_row(2, 0.0, "t", "discard", "X up", "score", "abc", lab.evaluate(2)))
+    trial = Trial(2, description="X up", commit="abc", measurement=lab.evaluate(2))
+    lab.finish(trial, Status.DISCARD, "", Learned())
     text = lab.resource_path.read_text()
     assert text.startswith("My note: try smaller X.")
     assert "#2 X up" in text and text.count(learnings.BEGIN) == 1
@@ -136,13 +134,34 @@ def test_ledger_from_an_older_version_gains_the_new_columns(tmp_path):
         "commit\trmse\tmemory_gb\tstatus\tdescription\texperiment\nabc\t1.5\t0.0\tkeep\tbaseline\t1\n"
     )
     ledger = Ledger(path, "rmse")
-    ledger.append({"experiment": 2, "commit": "def", "rmse": "1.2", "status": "keep", "key": "k"})
+    ledger.append(Row(2, Status.KEEP, "x", commit="def", metric=1.2, key="k"))
     rows = ledger.rows()
     assert path.read_text().splitlines()[0].split("\t") == ledger.columns
-    assert [(r["commit"], r["rmse"], r["key"]) for r in rows] == [
-        ("abc", "1.5", ""),
-        ("def", "1.2", "k"),
-    ]
+    assert [(r.commit, r.metric, r.key) for r in rows] == [("abc", 1.5, ""), ("def", 1.2, "k")]
+
+
+def test_small_metrics_keep_six_significant_digits(tmp_path):
+    ledger = Ledger(tmp_path / "results.tsv", "seconds_per_call")
+    for n, value in enumerate([4.0e-07, 0.0123456789, 1.5, 123456.5, -2.5e-9], 1):
+        ledger.append(Row(n, Status.KEEP, "t", metric=value))
+    texts = [line.split("\t")[1] for line in ledger.path.read_text().splitlines()[1:]]
+    assert texts == ["4e-07", "0.0123457", "1.500000", "123456.500000", "-2.5e-09"]
+    assert [r.metric for r in Ledger(ledger.path, "seconds_per_call").rows()][0] == 4e-07
+
+
+def test_a_torn_last_line_is_cut_and_a_bad_row_is_named(tmp_path):
+    ledger = Ledger(tmp_path / "results.tsv", "rmse")
+    ledger.append(Row(1, Status.KEEP, "baseline", metric=2.0))
+    with open(ledger.path, "a") as f:
+        f.write("abc1234\t1.9\t0.0\tkeep\thalf a li")  # a kill mid-append
+    assert [r.experiment for r in ledger.rows()] == [1]  # readers skip it
+    assert ledger.repair() is True and ledger.path.read_text().endswith("\n")
+    ledger.append(Row(2, Status.DISCARD, "whole", metric=2.5))
+    assert [r.experiment for r in Ledger(ledger.path, "rmse").rows()] == [1, 2]
+    with open(ledger.path, "a") as f:
+        f.write("abc\t1.0\t0.0\tkept-ish\tx\t3\n")
+    with pytest.raises(LedgerError, match=r"results.tsv:4: .*kept-ish"):
+        Ledger(ledger.path, "rmse").rows()
 
 
 def test_a_same_size_edit_is_measured_not_its_stale_bytecode(make_study):
@@ -163,7 +182,7 @@ def test_an_evaluator_left_running_by_a_killed_run_is_stopped(make_study, tmp_pa
     code = f"""
 import sys
 sys.path.insert(0, {str(ROOT)!r})
-from autoresearch.lab import Lab
+from steps.lab import Lab
 Lab.open({str(folder)!r}).evaluate(1)
 """
     orchestrator = subprocess.Popen([sys.executable, "-c", code])

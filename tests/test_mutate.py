@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from autoresearch.study import ProposerConfig, load_study
+from core.ledger import Row, Status
 from proposers.base import Context
-from proposers.mutate import MutateProposer, literals, step_size, tried
+from proposers.mutate import MutateConfig, MutateProposer, literals, step_size, tried
+from steps.plugins import load_study
 
 SOURCE = '''"""Model 2 of 3."""
 RATE = 0.5  # per minute, not 7
@@ -19,7 +20,7 @@ def f(x):
 '''
 
 
-def context(folder: Path, history: list[dict[str, str]] | None = None, n: int = 2) -> Context:
+def context(folder: Path, history: list[Row] | None = None, n: int = 2) -> Context:
     study = load_study(folder)
     return Context(
         study=study,
@@ -43,9 +44,9 @@ def test_python_literals_skip_strings_and_comments():
 
 def test_deterministic_for_a_seed(make_study):
     folder = make_study()
-    a = MutateProposer(ProposerConfig(seed=1)).propose(context(folder))
-    b = MutateProposer(ProposerConfig(seed=1)).propose(context(folder))
-    c = [MutateProposer(ProposerConfig(seed=s)).propose(context(folder)).key for s in range(2, 8)]
+    a = MutateProposer(MutateConfig(seed=1)).propose(context(folder))
+    b = MutateProposer(MutateConfig(seed=1)).propose(context(folder))
+    c = [MutateProposer(MutateConfig(seed=s)).propose(context(folder)).key for s in range(2, 8)]
     assert a == b
     assert len({a.key, *c}) >= 5  # other seeds, other changes
     changed = [
@@ -58,26 +59,26 @@ def test_deterministic_for_a_seed(make_study):
 
 def test_never_repeats_what_the_ledger_tried(make_study):
     folder = make_study()
-    history: list[dict[str, str]] = []
+    history: list[Row] = []
     keys = set()
     for n in range(2, 40):
-        p = MutateProposer(ProposerConfig(seed=0)).propose(context(folder, history, n))
+        p = MutateProposer(MutateConfig(seed=0)).propose(context(folder, history, n))
         assert p.key not in keys
         keys.add(p.key)
-        history.append({"description": p.hypothesis, "status": "discard", "proposer": "mutate"})
+        history.append(Row(n, Status.DISCARD, p.hypothesis, proposer="mutate"))
     assert tried(history) == keys
 
 
 def test_step_grows_after_keeps_and_shrinks_after_misses():
     row = "mutate study/model.py:2:0 0.5 -> 0.6"
-    kept = [{"description": row, "status": "keep"}] * 3
-    missed = [{"description": row, "status": "discard"}] * 3
+    kept = [Row(2, Status.KEEP, row)] * 3
+    missed = [Row(2, Status.DISCARD, row)] * 3
     assert step_size(0.2, kept) > 0.2 > step_size(0.2, missed)
-    assert step_size(0.2, [{"description": "baseline", "status": "keep"}]) == 0.2
+    assert step_size(0.2, [Row(1, Status.KEEP, "baseline")]) == 0.2
 
 
 def test_mutate_lines_limits_what_is_perturbed(make_study):
     folder = make_study()
-    config = ProposerConfig(seed=3, mutate_lines=[r"^SIZES"])
+    config = MutateConfig(seed=3, mutate_lines=[r"^SIZES"])
     keys = {MutateProposer(config).propose(context(folder, n=n)).key for n in range(2, 12)}
     assert keys and all(k.startswith("study/model.py:4:") for k in keys)

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from autoresearch import report
 from autoresearch.cli import main
-from autoresearch.ledger import Ledger
-from autoresearch.study import load_study
+from core.ledger import Ledger, Row, Status
+from steps import report
+from steps.plugins import load_study
 from tests.conftest import git
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -57,22 +57,20 @@ def records(table: list[list[str]]) -> list[dict[str, str]]:
     return [dict(zip(head, row, strict=True)) for row in rows]
 
 
-def row(n: int, commit: str, score: float, status: str, description: str, **kw: object) -> dict:
-    base = {
-        "experiment": n,
-        "commit": commit[:7],
-        "score": f"{score:.6f}",
-        "memory_gb": "0.0",
-        "status": status,
-        "description": description,
-        "started_at": f"2025-01-01T00:{n:02d}:00+00:00",
-        "duration_s": "1.50",
-        "proposer": "claude" if n > 1 else "-",
-        "tokens_in": 1000 * n,
-        "tokens_out": 100 * n,
-        "cost_usd": f"{0.0125 * n:.6f}" if n > 1 else "0.000000",
-    }
-    return base | kw
+def row(n: int, commit: str, score: float, status: str, description: str) -> Row:
+    return Row(
+        experiment=n,
+        status=Status(status),
+        description=description,
+        commit=commit[:7],
+        metric=score,
+        started_at=f"2025-01-01T00:{n:02d}:00+00:00",
+        duration_s=1.5,
+        proposer="claude" if n > 1 else "-",
+        tokens_in=1000 * n,
+        tokens_out=100 * n,
+        cost_usd=0.0125 * n if n > 1 else 0.0,
+    )
 
 
 @pytest.fixture

@@ -24,8 +24,9 @@ from typing import Any
 import pytest
 import yaml
 
-from autoresearch.lock import StudyLock, StudyLocked
-from autoresearch.server import Server, group_members, start_server, stop_group
+from autoresearch.server import Server, start_server
+from core.lock import StudyLock, StudyLocked
+from core.processes import group_members, stop_group
 from tests.conftest import COOLING, ROOT, commit_all
 
 AUTORESEARCH = str(Path(sys.executable).with_name("autoresearch"))
@@ -295,7 +296,7 @@ def test_one_writer_per_study(served: Served) -> None:
 # without a server ---------------------------------------------------------------------------
 
 HOLD = """import sys
-from autoresearch.lock import StudyLock
+from core.lock import StudyLock
 lock = StudyLock(sys.argv[1], "toy", what="the holder")
 lock.acquire()
 print("held", flush=True)

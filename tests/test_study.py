@@ -8,7 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from autoresearch.cli import main
-from autoresearch.study import StudyError, load_study
+from core.study import StudyError
+from steps.plugins import load_study
 from tests.conftest import git
 
 
@@ -56,7 +57,7 @@ def test_schema_errors_name_their_keys(make_study):
         load_study(folder)
     text = str(err.value)
     assert "colour: Extra inputs are not permitted" in text
-    assert "evaluator.command.timeout_s" in text
+    assert "evaluator.timeout_s: Input should be greater than 0" in text
     assert "metric.direction" in text
 
 
@@ -83,3 +84,53 @@ def test_cli_exits_2_and_writes_nothing(make_study):
     after = sorted(p for p in folder.parent.rglob("*") if ".git" not in p.parts)
     assert before == after
     assert "autoresearch/toy" not in git(folder.parent, "branch", "--list")
+
+
+def test_each_kind_checks_its_own_section(make_study):
+    folder = make_study()
+    write_yaml(
+        folder,
+        "name: toy\neditable: [model.py]\n"
+        "evaluator: {kind: command, command: python evaluate.py, json_path: a.b}\n"
+        "metric: {name: score}\nproposer: {kind: mutate, step: 0.1, model: claude-x}\n",
+    )
+    with pytest.raises(StudyError) as err:
+        load_study(folder)
+    text = str(err.value)
+    assert "evaluator.json_path: Extra inputs are not permitted" in text
+    assert "proposer.model: Extra inputs are not permitted" in text
+    write_yaml(
+        folder,
+        "name: toy\neditable: [model.py]\nevaluator: {kind: telepathy}\n"
+        "metric: {name: score}\nproposer: {kind: oracle}\n",
+    )
+    with pytest.raises(StudyError) as err:
+        load_study(folder)
+    text = str(err.value)
+    assert "evaluator.kind: unknown kind 'telepathy'; choose one of command, http" in text
+    assert "proposer.kind: unknown kind 'oracle'; choose one of auto, mutate" in text
+
+
+def test_two_problems_of_different_kinds_are_named_at_once(make_study):
+    folder = make_study()
+    write_yaml(
+        folder,
+        "name: toy\neditable: [model.py, ghost.py]\ncolour: blue\n"
+        "evaluator: {command: python evaluate.py, max_log_mb: .inf}\nmetric: {name: duration_s}\n",
+    )
+    with pytest.raises(StudyError) as err:
+        load_study(folder)
+    text = str(err.value)
+    assert "colour: Extra inputs are not permitted" in text
+    assert "editable.1: 'ghost.py' does not exist" in text
+    assert "evaluator.max_log_mb: Input should be a finite number" in text
+    assert "metric.name: Value error, 'duration_s' is a column of results.tsv already" in text
+
+
+def test_a_study_file_that_is_not_utf8_is_named(make_study):
+    folder = make_study()
+    (folder / "study.yaml").write_bytes(b"name: caf\xe9\neditable: [model.py]\n")
+    with pytest.raises(StudyError, match=r"study.yaml: not UTF-8 text \(byte 0xe9 at offset 9\)"):
+        load_study(folder)
+    result = CliRunner().invoke(main, ["status", str(folder)])
+    assert result.exit_code == 2 and "not UTF-8" in result.output

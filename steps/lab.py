@@ -7,41 +7,27 @@ whatever an interrupted run left: the worktree goes back to the ledger's champio
 from __future__ import annotations
 
 import math
-import os
-import platform
 import statistics
-import time
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
-from autoresearch import learnings
-from autoresearch.decide import Verdict, calibrate, decide, gain
-from autoresearch.ledger import Champion, Ledger, State
-from autoresearch.processes import kill_recorded
-from autoresearch.secrets import redact
-from autoresearch.study import CommandEvaluatorConfig, DecisionConfig, Study, load_study
-from autoresearch.workspace import GuardViolation, Workspace
+from core import learnings
+from core.decide import Verdict, decide, gain
+from core.ledger import Champion, Ledger, Row, Status
+from core.processes import kill_recorded
+from core.secrets import redact
+from core.state import State
+from core.study import DecisionConfig, Study
+from core.workspace import GuardViolation, Workspace
 from evaluators import make_evaluator
 from evaluators.base import Evaluator, Measurement
-from evaluators.command import CommandEvaluator
-from proposers.base import Context, Outcome, Proposal, Usage
+from evaluators.command import CommandConfig, CommandEvaluator
+from proposers.base import Context, InvalidProposal, Learned, Outcome, Proposal, Proposer
+from steps.champion import ChampionRecord, counts
+from steps.plugins import load_study
+from steps.trial import Candidate, Trial
 
 DEFAULT_PROGRAM = Path(__file__).resolve().parent.parent / "program.md"
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """A proposal applied as a commit on the study branch."""
-
-    sha: str
-    lines_added: int
-    lines_removed: int
-
-
-def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 class Lab:
@@ -50,6 +36,7 @@ class Lab:
         self.workspace = Workspace(study)
         self.ledger = Ledger(study.state_dir / "results.tsv", study.metric.name)
         self.state = State(study.state_dir / "state.json")
+        self.record = ChampionRecord(self.ledger, self.state)
         self.evaluator: Evaluator = make_evaluator(study)
 
     @classmethod
@@ -76,12 +63,14 @@ class Lab:
         return self.ledger.champion()
 
     def repair(self) -> None:
-        """Undo what a killed run left: its evaluator still running, its unrecorded candidate.
+        """Undo what a killed run left: its evaluator still running, its unrecorded candidate,
+        a ledger line torn mid-append.
 
         Also records the protected files' hashes when the study starts.
         """
         for pid_file in (self.study.state_dir / "logs").glob("*.pgid"):
             kill_recorded(pid_file)
+        self.ledger.repair()
         champ = self.champion()
         if champ and not self.workspace.head().startswith(champ.commit):
             self.workspace.reset(champ.commit)
@@ -101,17 +90,6 @@ class Lab:
 
     def context(self, experiment: int) -> Context:
         rows = self.ledger.rows()
-        crashes = [r for r in rows if r["status"] == "crash"]
-        last_crash = None
-        if crashes:
-            n = int(crashes[-1]["experiment"])
-            logs = [
-                self.log_path(n, i) for i in range(max(self.repeats, self.rule.calibration_runs))
-            ]
-            found = [p for p in logs if p.exists()]
-            if found:  # of several runs, the last written is the one that crashed
-                log = max(found, key=lambda p: p.stat().st_mtime_ns).read_text(errors="replace")
-                last_crash = "\n".join(log.splitlines()[-50:])
         return Context(
             study=self.study,
             program=self.study.program_text(DEFAULT_PROGRAM),
@@ -119,13 +97,36 @@ class Lab:
             protected=self.study.protected,
             history=rows,
             learnings=learnings.read(self.resource_path),
-            last_crash=last_crash,
+            last_crash=self.last_crash(rows),
             experiment=experiment,
             workdir=self.workspace.path,
-            tried={r["key"] for r in rows if r.get("key")},
+            tried={r.key for r in rows if r.key},
         )
 
-    def apply(self, proposal: Proposal) -> Candidate:
+    def last_crash(self, rows: list[Row]) -> str | None:
+        """The tail of the last crashed experiment's log (of several runs, the last written)."""
+        crashes = [r for r in rows if r.status == Status.CRASH]
+        if not crashes:
+            return None
+        runs = max(self.repeats, self.rule.calibration_runs)
+        logs = [self.log_path(crashes[-1].experiment, i) for i in range(runs)]
+        found = [p for p in logs if p.exists()]
+        if not found:
+            return None
+        log = max(found, key=lambda p: p.stat().st_mtime_ns).read_text(errors="replace")
+        return "\n".join(log.splitlines()[-50:])
+
+    def propose(self, researcher: Proposer, trial: Trial) -> Proposal:
+        try:
+            proposal = researcher.propose(self.context(trial.experiment))
+        except InvalidProposal as exc:  # it still cost tokens: they go into its row
+            why = f"invalid proposal: {exc}"
+            trial.propose(Proposal(why, {}, researcher.name, "", exc.usage, exc.cost_usd))
+            raise
+        trial.propose(proposal)
+        return proposal
+
+    def apply(self, proposal: Proposal, trial: Trial | None = None) -> Candidate:
         """Commit the proposal; reject it (and leave the champion checked out) if it oversteps."""
         parent = self.workspace.head()
         try:
@@ -134,7 +135,10 @@ class Lab:
         except GuardViolation:
             self.workspace.reset(parent)
             raise
-        return Candidate(sha, added, removed)
+        candidate = Candidate(sha, added, removed)
+        if trial is not None:
+            trial.apply(candidate)
+        return candidate
 
     def run_once(
         self, workspace: Workspace, log: Path, evaluator: Evaluator | None = None
@@ -151,14 +155,14 @@ class Lab:
             raise GuardViolation(f"voided at run time: {exc}") from None
         return measurement
 
-    def evaluate(self, experiment: int, runs: int = 1) -> Measurement:
+    def evaluate(self, experiment: int | str, runs: int = 1) -> Measurement:
         """Measure what is checked out, `runs` times (its first log is logs/<experiment>.log)."""
         results = [self.run_once(self.workspace, self.log_path(experiment, i)) for i in range(runs)]
         return self.usable(combine(results, self.median))
 
     def usable(self, m: Measurement) -> Measurement:
         """A crash, with its reason, when the rule needs what the evaluator did not report."""
-        if m.status == "ok" and self.rule.rule == "beta_binomial" and _counts(m) is None:
+        if m.status == "ok" and self.rule.rule == "beta_binomial" and counts(m) is None:
             return replace(m, status="crash", reason="beta_binomial needs `successes` and `trials`")
         return m
 
@@ -180,6 +184,29 @@ class Lab:
             m = replace(m, status="crash", reason="every re-run of the champion crashed")
         return m, theirs
 
+    def measure(self, trial: Trial) -> tuple[Measurement, list[float] | None]:
+        """The candidate, as the rule needs it measured: once, repeated, or beside the champion."""
+        if self.paired:
+            m, champion_runs = self.evaluate_paired(trial.experiment)
+        else:
+            m, champion_runs = self.evaluate(trial.experiment, self.repeats), None
+        trial.measurement = m
+        return m, champion_runs
+
+    def baseline(self, trial: Trial) -> tuple[Status, str]:
+        """The unchanged artifact, measured (several times when the rule needs its noise): kept,
+        crashed, or rejected when it broke a guard."""
+        trial.description, trial.commit = "baseline", self.workspace.head()
+        sigma = self.rule.rule == "sigma"
+        try:
+            m = self.calibrate(trial.experiment) if sigma else self.evaluate(trial.experiment)
+        except GuardViolation as exc:
+            return Status.REJECTED, str(exc)
+        trial.measurement = m
+        return (Status.KEEP, "") if m.status == "ok" else (Status.CRASH, m.reason)
+
+    # holdout ---------------------------------------------------------------------------
+
     def holdout_due(self, at_end: bool = False) -> bool:
         """At the study's start, every `holdout.every` keeps, and at a campaign's end."""
         cfg = self.study.config.holdout
@@ -187,45 +214,45 @@ class Lab:
         if cfg is None or champ is None:
             return False
         rows = self.ledger.rows()
-        last = next((r for r in reversed(rows) if r["status"] == "holdout"), None)
+        last = next((r for r in reversed(rows) if r.status == Status.HOLDOUT), None)
         if last is None:
             return True
-        if last["commit"] == champ.commit:
+        if last.commit == champ.commit:
             return False
-        kept_since = sum(
-            r["status"] == "keep" for r in rows if int(r["experiment"]) > int(last["experiment"])
-        )
+        kept_since = sum(r.kept for r in rows[rows.index(last) + 1 :])
         return at_end or kept_since >= cfg.every
 
-    def holdout(self, experiment: int) -> dict[str, Any]:
-        """Score the champion on the holdout; its first score is the holdout's baseline."""
+    def holdout(self) -> tuple[Row, bool]:
+        """Score the champion on the holdout (its first score is the holdout's baseline): the
+        holdout row, and whether the champion overfits."""
         cfg = self.study.config.holdout
-        assert cfg is not None
+        champ = self.champion()
+        assert cfg is not None and champ is not None
+        trial = Trial(self.ledger.next_experiment(), commit=champ.commit)
         env = getattr(self.study.config.evaluator, "env", {})
         instrument = CommandEvaluator(
-            CommandEvaluatorConfig(command=cfg.command, timeout_s=cfg.timeout_s, env=env),
-            cfg.metric,
+            CommandConfig(command=cfg.command, timeout_s=cfg.timeout_s, env=env), cfg.metric
         )
-        m = self.run_once(self.workspace, self.log_path(experiment), instrument)
+        m = self.run_once(self.workspace, self.log_path(trial.experiment), instrument)
+        overfitting = False
         if m.metric is None:
-            return {"status": "crash", "reason": m.reason}
-        base = self.state.load().get("holdout_baseline")
-        if base is None:
-            base = self.state.update(holdout_baseline=m.metric)["holdout_baseline"]
-        loss = -gain(self.study.metric.direction, m.metric, base)
-        return {
-            "status": "ok",
-            "value": m.metric,
-            "baseline": base,
-            "overfitting": loss > cfg.tolerance,
-        }
+            text = f"holdout crashed: {m.reason}"
+        else:
+            base = self.state.load().get("holdout_baseline")
+            if base is None:
+                base = self.state.update(holdout_baseline=m.metric)["holdout_baseline"]
+            overfitting = -gain(self.study.metric.direction, m.metric, base) > cfg.tolerance
+            verdict = "OVERFITTING" if overfitting else "ok"
+            text = f"holdout {cfg.metric} {m.metric:.6g} (at baseline {base:.6g}): {verdict}"
+        trial.description = text
+        return trial.row(Status.HOLDOUT, text), overfitting
 
     def overfitting_since(self, experiment: int) -> bool:
         """Did a holdout check from this experiment on find the champion worse than at the start?"""
         return any(
-            r["status"] == "holdout" and "OVERFITTING" in r["description"]
+            r.status == Status.HOLDOUT and "OVERFITTING" in r.description
             for r in self.ledger.rows()
-            if int(r["experiment"]) >= experiment
+            if r.experiment >= experiment
         )
 
     # decisions -------------------------------------------------------------------------
@@ -251,39 +278,14 @@ class Lab:
         """A sigma study calibrates its noise at the start and again on another machine."""
         if self.rule.rule != "sigma" or self.champion() is None:
             return False
-        return self.state.load().get("calibration", {}).get("machine") != machine()
+        return not self.record.calibrated_here()
 
     def calibrate(self, label: int | str) -> Measurement:
         """Run the champion calibration_runs times; its spread is the study's noise."""
         m = self.evaluate(label, self.rule.calibration_runs)
         if m.status == "ok":
-            cal = {"machine": machine(), "samples": list(m.samples), "sigma": calibrate(m.samples)}
-            self.state.update(calibration=cal)
-            champ = self.champion()
-            if champ:  # the same runs are the champion's: the arm, not the noise, from now on
-                self.save_champion(champ.commit, m)
+            self.record.save_calibration(m)
         return m
-
-    def save_champion(self, commit: str, m: Measurement) -> None:
-        """The runs, tags and counts behind a champion, keyed by its commit."""
-        saved = {"commit": commit, "samples": list(m.samples), "tags": m.tags, "counts": _counts(m)}
-        self.state.update(champion=saved)
-
-    def champion_state(self) -> dict[str, Any]:
-        """What state.json holds for the ledger's champion; nothing when it is another's.
-
-        A run killed between writing state.json and appending its row leaves state for a
-        commit the ledger never kept: it is ignored.
-        """
-        champ = self.champion()
-        saved = self.state.load().get("champion", {})
-        return saved if champ and saved.get("commit") == champ.commit else {}
-
-    def champion_samples(self) -> list[float]:
-        """The champion's runs when state.json has them for this very commit, else its mean."""
-        champ = self.champion()
-        assert champ is not None, "no champion: run the baseline first"
-        return list(self.champion_state().get("samples") or [champ.metric])
 
     def judge(
         self,
@@ -292,7 +294,7 @@ class Lab:
         champion: list[float] | None = None,
     ) -> Verdict:
         assert measurement.metric is not None
-        saved = self.champion_state()
+        saved = self.record.saved()
         theirs = saved.get("tags", {})
         differ = [
             k for k in theirs.keys() & measurement.tags.keys() if theirs[k] != measurement.tags[k]
@@ -300,12 +302,12 @@ class Lab:
         if differ:
             why = f"not comparable: {', '.join(differ)} differs from the champion's"
             return Verdict("discard", why, why)
-        champion = champion or self.champion_samples()
-        cal = self.state.load().get("calibration", {})
+        champion = champion or self.record.samples()
+        cal = self.record.calibration()
         if cal.get("samples") == champion:  # the calibration runs are the champion arm:
             cal = {}  # counting them again as noise would double their weight
-        counts = _counts(measurement) if self.rule.rule == "beta_binomial" else None
-        base = saved.get("counts") if counts else None
+        mine = counts(measurement) if self.rule.rule == "beta_binomial" else None
+        base = saved.get("counts") if mine else None
         return decide(
             self.rule,
             self.study.metric.direction,
@@ -317,19 +319,31 @@ class Lab:
             noise_sigma=cal.get("sigma"),
             noise_dof=len(cal["samples"]) - 1 if cal.get("samples") else None,
             champion_counts=tuple(base) if base else None,
-            candidate_counts=counts,
+            candidate_counts=mine,
         )
 
     # the ledger ------------------------------------------------------------------------
 
-    def record(self, row: dict[str, Any], measurement: Measurement | None = None) -> None:
+    def learn(self, researcher: Proposer, trial: Trial, status: Status, reason: str) -> Learned:
+        """The researcher's notes on this outcome, before its row lands (it reads the ledger)."""
+        return researcher.learn(self.context(trial.experiment), self.outcome(trial, status, reason))
+
+    def finish(self, trial: Trial, status: Status, reason: str, learned: Learned) -> Row:
+        """The experiment's row, with what learning cost, recorded; then the learnings."""
+        row = trial.row(status, reason).with_usage(learned.usage.columns(), learned.cost_usd)
+        self.commit_row(row, trial.measurement)
+        if learned.text is not None:
+            self.write_learnings(learned.text)
+        return row
+
+    def commit_row(self, row: Row, measurement: Measurement | None = None) -> None:
         """Append the experiment's row (the commit point), then bring resource.md up to date.
 
         A kept row's runs are saved first (keyed by its commit), so the next candidates face all
         of them; until the row lands they belong to no champion.
         """
-        if row["status"] == "keep" and measurement is not None:
-            self.save_champion(row["commit"], measurement)
+        if row.kept and measurement is not None:
+            self.record.save(row.commit, measurement)
         self.ledger.append(row)
         self.write_learnings(learnings.read(self.resource_path))
 
@@ -339,27 +353,18 @@ class Lab:
         limit = self.study.config.proposer.learnings_max_chars
         learnings.write(self.resource_path, text, block, limit)
 
-    def outcome(
-        self,
-        proposal: Proposal,
-        status: str,
-        reason: str,
-        measurement: Measurement | None = None,
-    ) -> Outcome:
+    def outcome(self, trial: Trial, status: Status, reason: str) -> Outcome:
         champ = self.champion()
+        m = trial.measurement
+        assert trial.proposal is not None
         return Outcome(
-            proposal=proposal,
+            proposal=trial.proposal,
             status=status,
-            metric=measurement.metric if measurement else None,
+            metric=m.metric if m else None,
             champion_metric=champ.metric if champ else None,
             reason=reason,
-            log_tail=measurement.log_tail if measurement else "",
+            log_tail=m.log_tail if m else "",
         )
-
-
-def machine() -> str:
-    """Where a noise calibration holds: the host, its processor and its core count."""
-    return f"{platform.node()}/{platform.machine()}/{os.cpu_count()}"
 
 
 def combine(runs: list[Measurement], median: bool = False) -> Measurement:
@@ -378,61 +383,3 @@ def combine(runs: list[Measurement], median: bool = False) -> Measurement:
         samples=samples,
         duration_s=sum(m.duration_s for m in runs),
     )
-
-
-def _counts(m: Measurement) -> tuple[int, int] | None:
-    """(successes, trials) for the beta-binomial rule, when the evaluator reports them."""
-    s, n = m.secondary.get("successes"), m.secondary.get("trials")
-    return (int(s), int(n)) if s is not None and n is not None else None
-
-
-def add_usage(row: dict[str, Any], usage: Usage, cost_usd: float) -> dict[str, Any]:
-    """The row with more tokens and dollars in it (a proposer's learning step, say)."""
-    return row | {
-        "tokens_in": int(row["tokens_in"]) + usage.input_tokens,
-        "tokens_out": int(row["tokens_out"]) + usage.output_tokens,
-        "tokens_cache_read": int(row["tokens_cache_read"]) + usage.cache_read_tokens,
-        "tokens_cache_write": int(row["tokens_cache_write"]) + usage.cache_write_tokens,
-        "cost_usd": f"{float(row['cost_usd']) + cost_usd:.6f}",
-    }
-
-
-def make_row(
-    experiment: int,
-    started: float,
-    started_at: str,
-    status: str,
-    description: str,
-    metric_name: str,
-    commit: str = "",
-    measurement: Measurement | None = None,
-    proposal: Proposal | None = None,
-    candidate: Candidate | None = None,
-    evidence: str = "",
-) -> dict[str, Any]:
-    """One results.tsv row. Crashes carry 0.000000 and 0.0, as in Karpathy's ledger."""
-    ok = measurement is not None and measurement.status == "ok" and status not in {"crash"}
-    metric = measurement.metric if ok and measurement else 0.0
-    memory = measurement.secondary.get("memory_gb", 0.0) if ok and measurement else 0.0
-    usage = proposal.usage if proposal else None
-    tag_text = [f"{k}={v[:12]}" for k, v in measurement.tags.items()] if measurement else []
-    return {
-        "commit": commit[:7] if commit else "-",
-        metric_name: f"{metric:.6f}",
-        "memory_gb": f"{memory:.1f}",
-        "status": status,
-        "description": description,
-        "experiment": experiment,
-        "started_at": started_at,
-        "duration_s": f"{time.monotonic() - started:.2f}",
-        "proposer": proposal.proposer if proposal else "-",
-        "lines_added": candidate.lines_added if candidate else 0,
-        "lines_removed": candidate.lines_removed if candidate else 0,
-        "tokens_in": usage.input_tokens if usage else 0,
-        "tokens_out": usage.output_tokens if usage else 0,
-        "tokens_cache_read": usage.cache_read_tokens if usage else 0,
-        "tokens_cache_write": usage.cache_write_tokens if usage else 0,
-        "cost_usd": f"{proposal.cost_usd:.6f}" if proposal else "0.000000",
-        "evidence": " ".join([evidence, *tag_text]).strip(),
-        "key": proposal.key if proposal else "",
-    }

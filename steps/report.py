@@ -10,12 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from autoresearch.ledger import Ledger
-from autoresearch.secrets import redact
+from core.decide import gain
+from core.files import atomic_write
+from core.ledger import Ledger, Status
+from core.secrets import redact
 
 if TYPE_CHECKING:
-    from autoresearch.lab import Lab
-    from autoresearch.study import Study
+    from core.study import Study
+    from steps.lab import Lab
 
 STATUSES = ("keep", "discard", "crash", "rejected", "invalid")
 TOKENS = ["tokens_in", "tokens_out", "tokens_cache_read", "tokens_cache_write"]
@@ -27,14 +29,19 @@ def artifact_key(name: str) -> str:
 
 
 def results_frame(ledger: Ledger) -> pd.DataFrame:
-    frame = pd.DataFrame(ledger.rows(), columns=ledger.columns)
+    """results.tsv as a table: the file's columns, numbers as numbers."""
+    records = [
+        {c: v for c, v in zip(ledger.columns, ledger.line(r).rstrip("\n").split("\t"), strict=True)}
+        for r in ledger.rows()
+    ]
+    frame = pd.DataFrame(records, columns=ledger.columns)
     for col in (ledger.metric, "memory_gb", "duration_s", "cost_usd"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce")
     frame["experiment"] = pd.to_numeric(frame["experiment"], errors="coerce").astype("Int64")
     return frame
 
 
-def summary(ledger: Ledger) -> dict[str, Any]:
+def summary(ledger: Ledger, direction: str) -> dict[str, Any]:
     """Baseline, best, gain and counts: what a person wants to see first in the morning."""
     frame = results_frame(ledger)
     counts = {s: int((frame["status"] == s).sum()) for s in STATUSES}
@@ -47,15 +54,15 @@ def summary(ledger: Ledger) -> dict[str, Any]:
         "champion": best.commit if best else None,
         "cost_usd": float(frame["cost_usd"].sum()) if len(frame) else 0.0,
     }
-    if base and best:
-        out["gain"] = abs(best.metric - base.metric)
+    if base and best:  # signed: positive when the champion is better than the baseline
+        out["gain"] = gain(direction, best.metric, base.metric)
         out["gain_pct"] = 100 * out["gain"] / abs(base.metric) if base.metric else None
     return out
 
 
 def summary_markdown(lab: Lab, chart: str = "", report_path: Path | None = None) -> str:
     """The champion against the baseline; with the chart, the cost so far and the report's path."""
-    s = summary(lab.ledger)
+    s = summary(lab.ledger, lab.study.metric.direction)
     metric = lab.study.metric
     lines = [f"# {lab.study.name}: {metric.name} ({metric.direction})", ""]
     if s["baseline"] is None:
@@ -79,11 +86,11 @@ def summary_markdown(lab: Lab, chart: str = "", report_path: Path | None = None)
     if report_path is not None:
         uri = report_path.resolve().as_uri()
         lines += ["", f"Full report: [report.html]({uri}) (`{report_path.resolve()}`)"]
-    rows = [r for r in lab.ledger.rows() if r["status"] == "keep"]
+    rows = [r for r in lab.ledger.rows() if r.status == Status.KEEP]
     if len(rows) > 1:
         last = rows[-1]
-        diff = lab.workspace.repo.git.show("--format=", last["commit"])
-        lines += ["", f"## Last kept change (#{last['experiment']}): {last['description']}", ""]
+        diff = lab.workspace.repo.git.show("--format=", last.commit)
+        lines += ["", f"## Last kept change (#{last.experiment}): {last.description}", ""]
         lines += ["```diff", diff[:6000], "```"]
     return redact("\n".join(lines))
 
@@ -227,7 +234,7 @@ def report_html(study: Study, ledger: Ledger, png: bytes) -> str:
 
     frame = results_frame(ledger)
     metric, direction = study.metric.name, study.metric.direction
-    s = summary(ledger)
+    s = summary(ledger, direction)
     title = html.escape(f"{study.name}: {metric} ({direction})")
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>",
@@ -274,17 +281,13 @@ def _fmt(value: Any) -> str:
 
 def write_report(study: Study) -> tuple[Path, Path]:
     """progress.png and report.html in the study's state folder (runs/<name>/)."""
-    from autoresearch.ledger import atomic_write
-
     ledger = Ledger(study.state_dir / "results.tsv", study.metric.name)
     if not ledger.rows():
         raise FileNotFoundError(f"{ledger.path}: no experiments yet, nothing to report")
     frame = results_frame(ledger)
     png = progress_png(frame, study.metric.name, study.metric.direction, study.name, dpi=110)
     png_path = study.state_dir / "progress.png"
-    tmp = png_path.with_suffix(".png.tmp")
-    tmp.write_bytes(png)
-    tmp.replace(png_path)
+    atomic_write(png_path, png)
     html_path = study.state_dir / "report.html"
     atomic_write(html_path, report_html(study, ledger, png))
     return png_path, html_path

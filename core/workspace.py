@@ -12,7 +12,7 @@ from pathlib import Path
 
 import git
 
-from autoresearch.study import Study
+from core.study import Study
 
 IDENTITY = {  # commits on the study branch are the tool's, whatever git config says
     "GIT_AUTHOR_NAME": "autoresearch",

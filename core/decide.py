@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 from scipy import integrate, special, stats
 
-from autoresearch.study import DecisionConfig
+from core.study import DecisionConfig
 
 Direction = Literal["minimize", "maximize"]
 Samples = Sequence[float | None]

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from autoresearch.ledger import atomic_write
-from autoresearch.secrets import redact
+from core.files import atomic_write
+from core.ledger import Row, Status, format_metric
+from core.secrets import redact
 
 BEGIN = "<!-- autoresearch:summary (rewritten after each experiment; edit outside this block) -->"
 END = "<!-- /autoresearch:summary -->"
@@ -49,31 +50,34 @@ def write(path: Path, notes: str, block: str, max_chars: int) -> None:
     atomic_write(path, redact(f"{head}{BEGIN}\n{block}\n{END}{tail}"))
 
 
-def _row_line(r: dict[str, str], metric: str) -> str:
-    value = r.get(metric, "")
-    return f"- #{r['experiment']} {r['description'][:160]} ({metric} {value})"
+def _row_line(r: Row, metric: str) -> str:
+    return f"- #{r.experiment} {r.description[:160]} ({metric} {format_metric(r.metric)})"
 
 
-def summary(rows: list[dict[str, str]], metric: str) -> str:
+UNSUCCESSFUL = (Status.CRASH, Status.REJECTED, Status.INVALID)
+SCORED = (Status.KEEP, Status.DISCARD)
+
+
+def summary(rows: list[Row], metric: str) -> str:
     """A short, factual account of what was tried, kept, discarded and crashed, and why."""
-    kept = [r for r in rows if r["status"] == "keep"]
+    kept = [r for r in rows if r.kept]
     if not kept:
         return "No baseline yet."
     base, best = kept[0], kept[-1]
-    counts = {s: sum(r["status"] == s for r in rows) for s in ("keep", "discard", "crash")}
+    counts = {s: sum(r.status == s for r in rows) for s in UNSUCCESSFUL[:1] + SCORED}
     others = len(rows) - sum(counts.values())
     lines = [
-        f"Baseline {metric} {base[metric]} (#{base['experiment']}); champion {best[metric]} "
-        f"(#{best['experiment']}, {best['commit'][:8]}).",
-        f"{len(rows)} experiments: {counts['keep']} kept (baseline included), "
-        f"{counts['discard']} discarded, {counts['crash']} crashed"
+        f"Baseline {metric} {format_metric(base.metric)} (#{base.experiment}); champion "
+        f"{format_metric(best.metric)} (#{best.experiment}, {best.commit[:8]}).",
+        f"{len(rows)} experiments: {counts[Status.KEEP]} kept (baseline included), "
+        f"{counts[Status.DISCARD]} discarded, {counts[Status.CRASH]} crashed"
         + (f", {others} rejected or invalid." if others else "."),
     ]
     sections = [
         ("What worked (kept)", kept[1:]),
-        ("What did not (discarded, most recent)", [r for r in rows if r["status"] == "discard"]),
-        ("What crashed, and why", [r for r in rows if r["status"] == "crash"]),
-        ("Rejected or invalid", [r for r in rows if r["status"] in {"rejected", "invalid"}]),
+        ("What did not (discarded, most recent)", [r for r in rows if r.status == Status.DISCARD]),
+        ("What crashed, and why", [r for r in rows if r.status == Status.CRASH]),
+        ("Rejected or invalid", [r for r in rows if r.status in UNSUCCESSFUL[1:]]),
     ]
     for title, items in sections:
         if items:
@@ -82,8 +86,8 @@ def summary(rows: list[dict[str, str]], metric: str) -> str:
     return "\n".join(lines)
 
 
-def _why(r: dict[str, str]) -> str:
-    return f": {r['evidence']}" if r["status"] in {"crash", "rejected", "invalid"} else ""
+def _why(r: Row) -> str:
+    return f": {r.evidence}" if r.status in UNSUCCESSFUL else ""
 
 
 def around_block(text: str) -> tuple[str, str]:

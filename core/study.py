@@ -1,0 +1,351 @@
+"""A study: one artifact to change, one fixed evaluator, one goal. Loaded from study.yaml.
+
+Every problem in a study file is collected and reported together, by file, key and what is
+wrong, before anything is written anywhere. The evaluator and proposer sections hold the fields
+every kind shares; each kind's own model (in evaluators/ and proposers/) checks the rest, when
+the caller passes the registries (`Kinds`).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from core.ledger import KARPATHY, OURS
+
+STUDY_FILE = "study.yaml"
+
+
+class StudyError(Exception):
+    """A study that cannot be used; the message names the file, the key and the problem."""
+
+    exit_code = 2
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class EvaluatorConfig(Strict):
+    """What every evaluator kind has. Each kind's model subclasses it (evaluators/<kind>.py)."""
+
+    kind: str = "command"
+
+    def describe(self) -> str:
+        """One sentence for the researcher's prompt: how the number is measured."""
+        return f"The evaluator is of kind `{self.kind}`."
+
+
+class ProposerConfig(Strict):
+    """What every proposer kind has. Each kind's model subclasses it (proposers/<kind>.py)."""
+
+    kind: str = "auto"
+    seed: int = 0
+    history_rows: int = Field(20, ge=0)  # ledger rows shown to a model
+    learnings_max_chars: int = Field(6000, gt=200)  # resource.md stays under this
+
+
+LOOSE = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
+
+
+class AnyEvaluator(EvaluatorConfig):
+    """An evaluator section before its kind's model has checked the keys of its own."""
+
+    model_config = LOOSE
+
+
+class AnyProposer(ProposerConfig):
+    """A proposer section before its kind's model has checked the keys of its own."""
+
+    model_config = LOOSE
+
+
+class Kinds(Protocol):
+    """The registries of evaluator and proposer kinds (section is "evaluator" or "proposer")."""
+
+    def names(self, section: str) -> list[str]: ...
+
+    def model(self, section: str, kind: str) -> type[BaseModel]: ...
+
+
+# Decisions -----------------------------------------------------------------------------
+
+
+class DecisionConfig(Strict):
+    rule: Literal["threshold", "sigma", "mannwhitney", "beta_binomial"] = "threshold"
+    min_delta: float = Field(0.0, ge=0)
+    relative: bool = False
+    # sigma
+    calibration_runs: int = Field(5, ge=2)
+    k: float = Field(2.0, gt=0)
+    # mannwhitney
+    repeats: int = Field(5, ge=2)
+    alpha: float = Field(0.01, gt=0, lt=1)
+    min_effect: float = Field(0.02, ge=0)
+    # beta_binomial
+    probability: float = Field(0.95, gt=0.5, lt=1)
+    max_expected_loss: float = Field(0.001, ge=0)
+    # shared
+    complexity_cost: float = Field(0.0, ge=0)
+    rebaseline: bool = False
+
+
+RESERVED = {c for c in KARPATHY + OURS if c != "{metric}"}
+
+
+class MetricConfig(Strict):
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$")
+    direction: Literal["minimize", "maximize"] = "minimize"
+    min_delta: float | None = Field(None, ge=0)
+    decision: DecisionConfig = DecisionConfig()
+
+    @field_validator("name")
+    @classmethod
+    def _not_a_column(cls, name: str) -> str:
+        if name in RESERVED:
+            raise ValueError(f"{name!r} is a column of results.tsv already; name it otherwise")
+        return name
+
+
+class HoldoutConfig(Strict):
+    command: str
+    metric: str
+    timeout_s: float = Field(600, gt=0)
+    every: int = Field(5, ge=1)
+    tolerance: float = Field(0.0, ge=0)
+
+
+class BudgetConfig(Strict):
+    experiments: int | None = Field(None, ge=1)
+    minutes: float | None = Field(None, gt=0)
+    usd: float | None = Field(None, gt=0)
+
+
+class StudyConfig(Strict):
+    """The schema of study.yaml."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    repo: str | None = None
+    editable: list[str] = Field(min_length=1)
+    protected: list[str] = []
+    program: str | None = None
+    evaluator: AnyEvaluator  # loaded with Kinds: the kind's own model
+    metric: MetricConfig
+    holdout: HoldoutConfig | None = None
+    proposer: AnyProposer = AnyProposer()  # loaded with Kinds: the kind's own model
+    budget: BudgetConfig = BudgetConfig()
+    state_dir: str | None = None
+
+    @field_validator("editable", "protected")
+    @classmethod
+    def _relative(cls, paths: list[str]) -> list[str]:
+        for p in paths:
+            if not p or Path(p).is_absolute():
+                raise ValueError(f"{p!r} must be a path relative to the study folder")
+        return paths
+
+
+class Study:
+    """A validated study with its paths resolved.
+
+    Paths in study.yaml are relative to the study folder. `rel` is the study folder relative to
+    the repository root, so the same files are found in a worktree of that repository.
+    """
+
+    def __init__(self, config: StudyConfig, folder: Path, repo_root: Path) -> None:
+        self.config = config
+        self.folder = folder
+        self.repo_root = repo_root
+        self.rel = folder.relative_to(repo_root)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def metric(self) -> MetricConfig:
+        return self.config.metric
+
+    @property
+    def min_delta(self) -> float:
+        m = self.config.metric
+        return m.min_delta if m.min_delta is not None else m.decision.min_delta
+
+    @property
+    def state_dir(self) -> Path:
+        if self.config.state_dir:
+            return (self.folder / self.config.state_dir).resolve()
+        return self.repo_root / "runs" / self.name
+
+    def repo_path(self, path: str) -> str:
+        """A study-relative path as a path relative to the repository root (posix)."""
+        return (self.rel / path).as_posix()
+
+    @property
+    def editable(self) -> list[str]:
+        return [self.repo_path(p) for p in self.config.editable]
+
+    @property
+    def protected(self) -> list[str]:
+        return [self.repo_path(p) for p in self.config.protected]
+
+    def program_text(self, default: Path | None = None) -> str:
+        if self.config.program:
+            return (self.folder / self.config.program).read_text()
+        return default.read_text() if default and default.exists() else ""
+
+
+# Loading -------------------------------------------------------------------------------
+
+
+def _loc(prefix: str, err: Any) -> str:
+    return ".".join([prefix, *(str(x) for x in err["loc"])]).strip(".") or "(top)"
+
+
+def _problems(prefix: str, exc: ValidationError) -> list[str]:
+    return [f"{_loc(prefix, e)}: {e['msg']}" for e in exc.errors()]
+
+
+def _format(file: Path, problems: list[str]) -> StudyError:
+    lines = [f"{file}: {len(problems)} problem(s):"] + [f"  - {p}" for p in problems]
+    return StudyError("\n".join(lines))
+
+
+def find_repo_root(folder: Path) -> Path | None:
+    if not folder.is_dir():
+        return None
+    out = subprocess.run(
+        ["git", "-C", str(folder), "rev-parse", "--show-toplevel"],
+        capture_output=True,
+        text=True,
+    )
+    return Path(out.stdout.strip()).resolve() if out.returncode == 0 else None
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root)
+        return True
+    except ValueError:
+        return False
+
+
+def _overlaps(a: str, b: str) -> bool:
+    pa, pb = Path(os.path.normpath(a)).parts, Path(os.path.normpath(b)).parts
+    n = min(len(pa), len(pb))
+    return pa[:n] == pb[:n]
+
+
+def _read(file: Path) -> dict[str, Any]:
+    """The study file as a mapping, or a StudyError saying why it is not one."""
+    data = file.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise StudyError(
+            f"{file}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+            "save it as UTF-8"
+        ) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise StudyError(f"{file}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise StudyError(f"{file}: expected a mapping of keys at the top level")
+    return raw
+
+
+def _kind_section(
+    raw: dict[str, Any], section: str, default: str, kinds: Kinds
+) -> tuple[BaseModel | None, list[str]]:
+    """One plugin section validated by its kind's own model."""
+    data = raw.get(section, {})
+    if not isinstance(data, dict):
+        return None, []  # the base schema says so already
+    data = {"kind": default} | data
+    kind = data["kind"]
+    names = kinds.names(section)
+    if kind not in names:
+        return None, [f"{section}.kind: unknown kind {kind!r}; choose one of {', '.join(names)}"]
+    try:
+        return kinds.model(section, kind).model_validate(data), []
+    except ValidationError as exc:
+        return None, _problems(section, exc)
+
+
+def _path_problems(raw: dict[str, Any], folder: Path, repo_root: Path) -> list[str]:
+    """Editable, protected and program paths: inside the repository, present, apart."""
+    problems = []
+    lists = {k: raw.get(k) or [] for k in ("editable", "protected")}
+    for key, paths in lists.items():
+        if not isinstance(paths, list):
+            continue
+        for i, p in enumerate(paths):
+            if not isinstance(p, str) or not p or Path(p).is_absolute():
+                continue  # the schema names it
+            full = folder / p
+            if not _inside(full, repo_root):
+                problems.append(f"{key}.{i}: {p!r} is outside the repository {repo_root}")
+            elif not full.exists():
+                problems.append(f"{key}.{i}: {p!r} does not exist in {folder}")
+    strings = {k: v if isinstance(v, list) else [] for k, v in lists.items()}
+    for e in (p for p in strings["editable"] if isinstance(p, str)):
+        for p in (p for p in strings["protected"] if isinstance(p, str)):
+            if _overlaps(e, p):
+                problems.append(f"editable/protected: {e!r} overlaps protected {p!r}")
+    program = raw.get("program")
+    if isinstance(program, str) and not (folder / program).is_file():
+        problems.append(f"program: {program!r} does not exist in {folder}")
+    return problems
+
+
+def _repo_root(raw: dict[str, Any], folder: Path) -> tuple[Path | None, list[str]]:
+    repo = raw.get("repo")
+    if isinstance(repo, str) and repo:
+        root = find_repo_root((folder / repo).resolve())
+        return root, [] if root else [f"repo: {repo!r} is not inside a git repository"]
+    root = find_repo_root(folder)
+    return root, [] if root else [f"repo: the study folder {folder} is not inside a git repository"]
+
+
+def load_study(path: str | Path, kinds: Kinds | None = None) -> Study:
+    """Load and validate a study folder (or its study.yaml); a StudyError lists every problem.
+
+    With `kinds`, the evaluator and proposer sections are checked by their kind's model too, and
+    the Study carries those typed configs.
+    """
+    path = Path(path).resolve()
+    folder = path.parent if path.is_file() else path
+    file = folder / STUDY_FILE
+    if not file.is_file():
+        raise StudyError(f"{file}: no study file here (expected {STUDY_FILE} in {folder})")
+    raw = _read(file)
+    problems: list[str] = []
+    config: StudyConfig | None = None
+    try:
+        config = StudyConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems += _problems("", exc)
+    typed: dict[str, BaseModel | None] = {}
+    if kinds is not None:
+        for section, default in (("evaluator", "command"), ("proposer", "auto")):
+            if section in raw or section == "proposer":
+                typed[section], found = _kind_section(raw, section, default, kinds)
+                problems += found
+    repo_root, found = _repo_root(raw, folder)
+    problems += found
+    if repo_root is not None:
+        if not _inside(folder, repo_root):
+            problems.append(f"repo: the study folder is outside the repository {repo_root}")
+        else:
+            problems += _path_problems(raw, folder, repo_root)
+    if problems or config is None or repo_root is None:
+        raise _format(file, list(dict.fromkeys(problems)))
+    if typed:
+        config = config.model_copy(update={k: v for k, v in typed.items() if v is not None})
+    return Study(config, folder, repo_root)
