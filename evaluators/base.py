@@ -6,7 +6,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from core.study import EvaluatorConfig
 
@@ -43,6 +43,57 @@ class Measurement:
 class Evaluator(Protocol):
     def evaluate(self, workdir: Path, log_path: Path) -> Measurement:
         """Measure the candidate checked out in workdir (the study folder); write the full log."""
+        ...
+
+
+# Results that arrive later --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Launch:
+    """What an asynchronous evaluator needs to measure one candidate against the champion, both
+    in the same window (an A/B test: time of day, weekday, list quality hit both arms alike)."""
+
+    study: str
+    experiment: int
+    champion: Path  # the study folder checked out at the champion
+    challenger: Path  # the study folder checked out at the candidate
+    state_dir: Path  # the study's state folder: the evaluator keeps its own records there
+
+
+@dataclass(frozen=True)
+class Collected:
+    """What an asynchronous measurement has observed so far."""
+
+    arms: dict[str, tuple[int, int]]  # "champion", "challenger" -> (successes, trials)
+    closed: bool  # the observation window has closed: nothing more will count
+    due_at: str | None = None  # ISO 8601 (UTC): when collecting again is worth it
+    detail: dict[str, dict[str, float]] = field(default_factory=dict)  # per arm: sent, bounced..
+    log: str = ""
+
+
+class AsyncEvaluator(Protocol):
+    """An evaluator whose number arrives hours or days later (reply rates, conversions).
+
+    The campaign calls launch() (a plan, JSON, no side effects), saves the handle atomically in
+    the study's state, then start() (the irreversible part); it collects later, across runs,
+    restarts and machines that share the state folder.
+    """
+
+    def launch(self, launch: Launch) -> dict[str, Any]:
+        """Plan one measurement: which arm gets what, when. No side effects."""
+        ...
+
+    def start(self, handle: dict[str, Any], state_dir: Path) -> None:
+        """Do what the plan says (send). Idempotent: after a kill, a second call does only what
+        the first did not."""
+        ...
+
+    def collect(self, handle: dict[str, Any], state_dir: Path) -> Collected: ...
+
+    def wait_until(self, when: str, state_dir: Path) -> bool:
+        """Let time pass until `when`: True on a simulated clock (it moved), False on the real
+        one (the campaign ends its run and a later, scheduled run collects)."""
         ...
 
 

@@ -79,6 +79,9 @@ class Context:
     experiment: int
     workdir: Path  # root of the worktree (agent CLIs edit it in place)
     tried: set[str] = field(default_factory=set)  # keys of proposals already tried
+    # proposals being evaluated right now (other slots, workers, pending A/B tests): never
+    # propose one of them again; their keys are in `tried` too
+    in_flight: list[Proposal] = field(default_factory=list)
 
     def is_protected(self, path: str) -> bool:
         """Is this repo-relative path a protected file, or inside a protected folder?"""
