@@ -3,7 +3,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: demo test lint serve bench clean
+.PHONY: demo test lint serve bench clean sandbox
 
 $(VENV)/.base: pyproject.toml
 	python3 -m venv $(VENV)
@@ -16,10 +16,18 @@ $(VENV)/.dev: $(VENV)/.base
 	$(PY) -m pip install -q -e ".[dev,email,search,studies,torch]"
 	touch $@
 
-demo: $(VENV)/.base
+# bubblewrap sandboxes every evaluation: installed here when we may (root with apt-get);
+# elsewhere the README says how, and `autoresearch run` says so too.
+sandbox:
+	@command -v bwrap >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap; \
+	  else echo "note: bubblewrap (bwrap) is not installed; see README, 'The sandbox'"; fi; }
+
+demo: $(VENV)/.base sandbox
 	$(VENV)/bin/autoresearch run artifacts/cooling -n 20 --proposer auto
 
-test: $(VENV)/.dev
+test: $(VENV)/.dev sandbox
 	$(PY) -m pytest -q
 
 lint: $(VENV)/.dev

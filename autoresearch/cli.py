@@ -17,6 +17,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from autoresearch import server as srv
+from core import interrupt
+from core.interrupt import Interrupted
 from core.ledger import Ledger, Status, format_metric
 from core.study import Study, StudyError
 from proposers import KINDS as PROPOSER_KINDS
@@ -50,8 +53,12 @@ def main() -> None:
 @main.command()
 @click.argument("study", type=click.Path(exists=True, file_okay=True))
 @click.option(
-    "-n", "--experiments", type=int, help="How many experiments (default: the study's budget)."
+    "-n",
+    "--experiments",
+    type=int,
+    help="How many experiments (default: the study's budget; 0: until stopped).",
 )
+@click.option("--forever", is_flag=True, help="Run until Ctrl-C or SIGTERM (the same as -n 0).")
 @click.option("--minutes", type=float, help="Stop starting experiments after this many minutes.")
 @click.option("--proposer", type=click.Choice(list(PROPOSER_KINDS)))
 @click.option("--seed", type=int, help="Seed of the offline proposer.")
@@ -67,35 +74,126 @@ def main() -> None:
 def run(
     study: str,
     experiments: int | None,
+    forever: bool,
     minutes: float | None,
     proposer: str | None,
     seed: int | None,
     wait_s: float,
     verbose: bool,
 ) -> None:
-    """Hill-climb STUDY: experiments as Prefect flows, each kept only if really better."""
-    spec, ledger = _ledger(study)
-    if not verbose:  # the full logs still go to the Prefect UI; here, the progress bar
-        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
-    from core.lock import StudyLocked
-    from flows.campaign import campaign
-    from proposers import choose_kind
+    """Hill-climb STUDY: experiments as Prefect flows, each kept only if really better.
 
-    console.print(f"[bold]{spec.name}[/bold]: {choose_kind(spec, proposer)[1]}")
-    planned = experiments or spec.config.budget.experiments
-    done = threading.Event()
-    watcher = threading.Thread(target=_watch, args=(ledger, planned, done), daemon=True)
-    watcher.start()
+    Ctrl-C (or SIGTERM) finishes the experiment in hand, prints the summary and exits 130
+    (143); a second one stops at once, rolling that experiment back.
+    """
+    found, where = srv.for_command()  # a temporary server starts while the study loads
     try:
-        result = campaign(str(spec.folder), experiments, minutes, proposer, seed, wait_s)
-    except StudyLocked as exc:
-        _fail(exc)
+        spec, ledger = _ledger(study)
+        result = _run(spec, ledger, found, where, 0 if forever else experiments, minutes,
+                      proposer, seed, wait_s, verbose)  # fmt: skip
     finally:
-        done.set()
-        watcher.join()
+        found.stop(wait=False)
     if result.get("stop"):
         console.print(f"[yellow]{result['stop']}[/yellow]")
     _print_summary(spec, ledger)
+    if result.get("signal"):
+        sys.exit(128 + result["signal"])
+
+
+def _run(
+    spec: Study,
+    ledger: Ledger,
+    found: Any,
+    where: str,
+    experiments: int | None,
+    minutes: float | None,
+    proposer: str | None,
+    seed: int | None,
+    wait_s: float,
+    verbose: bool,
+) -> dict[str, Any]:
+    """The campaign under a Prefect server, with the progress shown from the ledger."""
+    if not verbose:  # the full logs still go to the Prefect UI; here, the progress bar
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+    from core.lock import StudyLocked
+    from core.sandbox import SandboxUnavailable, choose
+    from proposers import choose_kind, make_proposer
+
+    kind, why = choose_kind(spec, proposer)
+    researcher = make_proposer(spec, kind, seed)
+    console.print(f"[bold]{spec.name}[/bold]: {why}")
+    try:
+        notice = choose(spec.config.sandbox.enabled, getattr(researcher, "writes_code", True))[1]
+        found.wait_healthy()
+    except (SandboxUnavailable, srv.ServerError) as exc:
+        _fail(exc)
+    if notice:
+        console.print(f"[yellow]{notice}[/yellow]", highlight=False)
+    console.print(f"[dim]{where}[/dim]", highlight=False)
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.campaign import campaign
+
+    done = threading.Event()
+    planned = None if experiments == 0 else (experiments or spec.config.budget.experiments)
+    watcher = threading.Thread(target=_watch, args=(ledger, planned, done), daemon=True)
+    watcher.start()
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:  # in a thread: the signals stay ours (Prefect takes SIGTERM in its own)
+        with temporary_settings({PREFECT_API_URL: found.api_url}):
+            try:
+                outcome["result"] = campaign(
+                    str(spec.folder), experiments, minutes, proposer, seed, wait_s, researcher
+                )
+            except BaseException as exc:  # handed to the main thread
+                outcome["error"] = exc
+
+    with Interrupts() as interrupts:
+        worker = threading.Thread(target=work, name="campaign")
+        worker.start()
+        while worker.is_alive():
+            worker.join(0.2)
+        done.set()
+        watcher.join()
+    error = outcome.get("error")
+    if isinstance(error, StudyLocked | StudyError | SandboxUnavailable):
+        _fail(error)
+    if isinstance(error, Interrupted):
+        outcome["result"] = {"stop": "stopped now: the experiment in hand was rolled back"}
+    elif error is not None:
+        raise error
+    return outcome["result"] | {"signal": interrupts.signum}
+
+
+class Interrupts:
+    """Ctrl-C or SIGTERM: finish the experiment in hand, then stop; a second one stops now."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> Interrupts:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+        interrupt.clear()
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:
+            interrupt.stop_now.set()
+            console.print("[yellow]stopping now[/yellow]")
+            return
+        self.signum = signum
+        interrupt.stop_requested.set()
+        console.print(
+            "[yellow]stopping after the experiment in hand (again: stop now, rolling it back)"
+            "[/yellow]"
+        )
 
 
 def _watch(ledger: Ledger, planned: int | None, done: threading.Event) -> None:
@@ -199,17 +297,19 @@ def init(folder: str, name: str | None) -> None:
 def check(study: str) -> None:
     """Validate STUDY and run its evaluator once on the champion."""
     from core.lock import StudyLock, StudyLocked
+    from core.sandbox import SandboxUnavailable
     from core.workspace import GuardViolation
-    from steps.lab import Lab
+    from steps.lab import Lab, ensure_startable
 
     spec, _ = _ledger(study)
     try:  # opening the lab resets the worktree: never under a running campaign
+        ensure_startable(spec)
         with StudyLock(spec.state_dir, spec.name, what="autoresearch check"):
             lab = Lab.open(study)
             console.print(f"{lab.study.folder / 'study.yaml'}: valid")
             log = lab.study.state_dir / "logs" / "check.log"
             m = lab.run_once(lab.workspace, log)
-    except (StudyLocked, GuardViolation) as exc:
+    except (StudyLocked, StudyError, GuardViolation, SandboxUnavailable) as exc:
         _fail(exc)
     if m.status != "ok":
         console.print(f"[red]evaluator crashed: {m.reason}[/red]\n{m.log_tail}")
@@ -219,6 +319,39 @@ def check(study: str) -> None:
         f"{lab.study.metric.name}: {m.metric:.6g} in {m.duration_s:.1f}s"
         + (f" ({extra})" if extra else "")
     )
+
+
+@main.command()
+@click.argument("study", type=click.Path(exists=True))
+@click.option("--fix", is_flag=True, help="Repair what can be repaired safely.")
+def doctor(study: str, fix: bool) -> None:
+    """Check STUDY's invariants: ledger rows 1..n, kept commits on the branch, branch head =
+    champion, a clean worktree, no stale git locks or leftover evaluators, protected files.
+
+    Exits 1 when one does not hold (after --fix: when one still does not).
+    """
+    from core.lock import StudyLock, StudyLocked
+    from steps import doctor as checks
+    from steps.lab import Lab
+
+    spec, _ = _ledger(study)
+    try:
+        with StudyLock(spec.state_dir, spec.name, what="autoresearch doctor"):
+            lab = Lab(spec)
+            for done in checks.fix(lab) if fix else []:
+                console.print(f"fixed: {done}")
+            findings = checks.examine(lab)
+    except StudyLocked as exc:
+        _fail(exc)
+    table = Table(title=f"{spec.name}: invariants")
+    for col in ("check", "", "detail"):
+        table.add_column(col)
+    for f in findings:
+        mark = "[green]ok[/green]" if f.ok else "[red]no[/red]"
+        hint = " (--fix repairs it)" if not f.ok and f.fixable and not fix else ""
+        table.add_row(f.check, mark, ("" if f.ok else f.detail) + hint)
+    console.print(table)
+    sys.exit(0 if all(f.ok for f in findings) else 1)
 
 
 @main.command(name="report")
@@ -253,8 +386,6 @@ def serve(prefect_file: Path | None, port: int, home: Path | None, worker: bool)
     With PREFECT_API_URL set, that server is used (it must answer); otherwise one starts on
     127.0.0.1 and stops with this command. Ctrl-C stops everything this command started.
     """
-    from autoresearch import server as srv
-
     prefect_file = prefect_file or srv.DEFAULT_DEPLOYMENTS
     signal.signal(signal.SIGTERM, _interrupt)
     children: list[Any] = []
@@ -262,6 +393,8 @@ def serve(prefect_file: Path | None, port: int, home: Path | None, worker: bool)
         found = srv.connect_or_start(home, port)
     except srv.ServerError as exc:
         _fail(exc)
+    if found.process is not None:
+        found.record()  # `autoresearch run` uses this server while it runs
     try:
         how = f"started in {found.started_in_s:.1f}s, home {found.home}" if found.process else ""
         console.print(f"Prefect UI: {found.ui_url}" + (f" ({how})" if how else ""), highlight=False)
@@ -336,8 +469,6 @@ def trigger(study: str, params: tuple[str, ...], watch: bool, flow_name: str) ->
 
     Talks to PREFECT_API_URL, or to `autoresearch serve`'s default http://127.0.0.1:4200/api.
     """
-    from autoresearch import server as srv
-
     parameters = _parse_params(params)
     name = _deployment_name(study, flow_name)
     api_url = os.environ.setdefault("PREFECT_API_URL", f"http://{srv.HOST}:{srv.DEFAULT_PORT}/api")

@@ -8,7 +8,10 @@ does.
 
 from __future__ import annotations
 
+import ctypes
+import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +25,7 @@ from typing import Any, TextIO
 
 import yaml
 
+from core.files import atomic_write
 from core.processes import stop_group
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -29,6 +33,8 @@ DEFAULT_HOME = PROJECT_ROOT / ".prefect"
 DEFAULT_DEPLOYMENTS = PROJECT_ROOT / "deployments.yaml"
 HOST = "127.0.0.1"
 DEFAULT_PORT = 4200
+SERVE_RECORD = "serve.json"  # where `autoresearch serve` says its server runs
+PR_SET_PDEATHSIG = 1
 
 
 class ServerError(RuntimeError):
@@ -91,61 +97,137 @@ class Server:
     log_path: Path | None = None
     started_in_s: float = 0.0
     _log: TextIO | None = field(default=None, repr=False)
+    _started: float = field(default_factory=time.monotonic, repr=False)
 
     @property
     def ui_url(self) -> str:
         return ui_url(self.api_url)
 
-    def stop(self) -> None:
+    def wait_healthy(self, timeout_s: float = 120.0) -> Server:
+        """Wait until it answers /health; ServerError (and the server stopped) if it does not."""
+        deadline = self._started + timeout_s
+        try:
+            while not healthy(self.api_url, timeout=1.0):
+                proc = self.process
+                if proc is None or proc.poll() is not None or time.monotonic() > deadline:
+                    gone = proc is None or proc.poll() is not None
+                    why = "exited" if gone else f"did not answer in {timeout_s:g}s"
+                    raise ServerError(
+                        f"the Prefect server {why}; {self.log_path}:\n{self.log_tail()}"
+                    )
+                time.sleep(0.1)
+        except BaseException:  # also Ctrl-C while waiting: never leave a server behind
+            self.stop()
+            raise
+        self.started_in_s = time.monotonic() - self._started
+        return self
+
+    def stop(self, wait: bool = True) -> None:
+        """Stop a server we started; without `wait`, only send the signal (we exit next)."""
         if self.process is not None:
-            stop_group(self.process)
+            if wait:
+                stop_group(self.process)
+            elif self.process.poll() is None:
+                os.killpg(self.process.pid, signal.SIGTERM)
         if self._log is not None:
             self._log.close()
+        if self.home is not None and self.process is not None:
+            record = self.home / SERVE_RECORD
+            if _recorded(record).get("pid") == self.process.pid:
+                record.unlink(missing_ok=True)
 
     def log_tail(self, lines: int = 30) -> str:
         if not self.log_path or not self.log_path.exists():
             return ""
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
+    def record(self) -> None:
+        """Say where `autoresearch serve`'s server is, so that `autoresearch run` uses it."""
+        assert self.home is not None and self.process is not None
+        text = json.dumps({"api_url": self.api_url, "pid": self.process.pid})
+        atomic_write(self.home / SERVE_RECORD, text + "\n")
 
-def start_server(
-    home: Path, port: int | None = None, timeout_s: float = 120.0, **env: str
-) -> Server:
-    """`prefect server start` on 127.0.0.1 with its SQLite database under `home`; waits for health.
 
-    The server leads its own process group, so stopping it also stops whatever it spawned.
-    """
-    port = port or free_port()
+def _die_with_parent(parent: int) -> None:
+    """In the child, before exec: SIGKILL when the parent dies, also by SIGKILL (Linux)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before prctl: go too
+        os._exit(1)
+
+
+def launch(argv: list[str], home: Path, port: int, die_with_us: bool = False, **env: str) -> Server:
+    """Start a server process on 127.0.0.1:port with its SQLite database under `home`; do not
+    wait for it (`wait_healthy`). It leads its own process group."""
     if port_in_use(port):
         raise ServerError(f"port {port} on {HOST} is already in use; pick another with --port")
     home.mkdir(parents=True, exist_ok=True)
-    api_url = f"http://{HOST}:{port}/api"
     log_path = home / "server.log"
     log = log_path.open("a")
     child_env = prefect_env(None, home, **env)
     child_env.pop("PREFECT_API_URL", None)
-    started = time.monotonic()
+    parent = os.getpid()
     proc = subprocess.Popen(
-        prefect_command("server", "start", "--host", HOST, "--port", str(port)),
+        argv,
         env=child_env,
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
+        preexec_fn=(lambda: _die_with_parent(parent)) if die_with_us else None,
     )
-    server = Server(api_url, home, proc, log_path, _log=log)
-    deadline = started + timeout_s
+    return Server(f"http://{HOST}:{port}/api", home, proc, log_path, _log=log)
+
+
+def start_server(
+    home: Path, port: int | None = None, timeout_s: float = 120.0, **env: str
+) -> Server:
+    """`prefect server start` (API and UI) on 127.0.0.1; waits for health. The UI is told its
+    own API's address, whatever the port."""
+    port = port or free_port()
+    argv = prefect_command("server", "start", "--host", HOST, "--port", str(port))
+    ui_api = {"PREFECT_UI_API_URL": f"http://{HOST}:{port}/api"}
+    return launch(argv, home, port, **(ui_api | env)).wait_healthy(timeout_s)
+
+
+def temporary_server(home: Path) -> Server:
+    """A server for one command (no UI): it dies with this process, even by SIGKILL."""
+    argv = [
+        sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app",
+        "--host", HOST, "--port", str(port := free_port()), "--log-level", "error",
+    ]  # fmt: skip
+    return launch(argv, home, port, die_with_us=True, PREFECT_UI_ENABLED="0")
+
+
+def _recorded(path: Path) -> dict[str, Any]:
     try:
-        while not healthy(api_url, timeout=1.0):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                why = "exited" if proc.poll() is not None else f"did not answer in {timeout_s:g}s"
-                raise ServerError(f"the Prefect server {why}; {log_path}:\n{server.log_tail()}")
-            time.sleep(0.2)
-    except BaseException:  # also Ctrl-C while waiting: never leave a server behind
-        server.stop()
-        raise
-    server.started_in_s = time.monotonic() - started
-    return server
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def running_serve(home: Path) -> Server | None:
+    """The server `autoresearch serve` runs with this home, when it is up."""
+    record = _recorded(home / SERVE_RECORD)
+    api_url = record.get("api_url")
+    if isinstance(api_url, str) and healthy(api_url, timeout=1.0):
+        return Server(api_url)
+    return None
+
+
+def for_command(home: Path | None = None) -> tuple[Server, str]:
+    """The server a command should use, and how it was found: PREFECT_API_URL, the server of a
+    running `autoresearch serve`, or a temporary one (started here, not yet healthy)."""
+    api_url = os.environ.get("PREFECT_API_URL")
+    if api_url:
+        return Server(api_url), f"Prefect server at {api_url} (PREFECT_API_URL)"
+    home = home or Path(os.environ.get("PREFECT_HOME") or DEFAULT_HOME)
+    found = running_serve(home)
+    if found is not None:
+        return found, f"Prefect server of `autoresearch serve` at {found.ui_url}"
+    server = temporary_server(home)
+    return server, f"a temporary Prefect server at {server.ui_url} (stops with this command)"
 
 
 def connect_or_start(home: Path | None = None, port: int = DEFAULT_PORT) -> Server:

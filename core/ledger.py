@@ -108,7 +108,7 @@ FORMATS = {"memory_gb": "{:.1f}", "duration_s": "{:.2f}", "cost_usd": "{:.6f}"}
 
 def _clean(value: Any) -> str:
     """One field: one line, no tab, no double quote (so pandas and csv read it back as written)."""
-    return redact(" ".join(str(value).split())).replace('"', "'")
+    return " ".join(str(value).split()).replace('"', "'")
 
 
 class Ledger:
@@ -119,21 +119,27 @@ class Ledger:
         self.metric = metric
         self.columns = [c.format(metric=metric) for c in KARPATHY] + OURS
         self._rows: list[Row] = []
+        self._numbers: set[int] = set()
+        self._last = 0  # the highest experiment number
         self._seen: tuple[int, int, int] | None = None  # (inode, size, mtime) of what _rows holds
 
     # reading ---------------------------------------------------------------------------
 
-    def rows(self) -> list[Row]:
-        """Every whole row, oldest first (a torn last line is not a row)."""
+    def _fresh(self) -> list[Row]:
+        """The rows in memory, read again only when the file changed on disk."""
         try:
             info = self.path.stat()
         except FileNotFoundError:
-            self._rows, self._seen = [], None
-            return []
+            self._remember([], None)
+            return self._rows
         seen = (info.st_ino, info.st_size, info.st_mtime_ns)
         if seen != self._seen:
-            self._rows, self._seen = self._parse(self.path.read_bytes()), seen
-        return list(self._rows)
+            self._remember(self._parse(self.path.read_bytes()), seen)
+        return self._rows
+
+    def rows(self) -> list[Row]:
+        """Every whole row, oldest first (a torn last line is not a row)."""
+        return list(self._fresh())
 
     def _parse(self, data: bytes) -> list[Row]:
         text = data.decode("utf-8", errors="replace")
@@ -159,20 +165,22 @@ class Ledger:
             raise LedgerError(f"{self.path}:{line}: cannot read this row ({exc})") from None
 
     def experiments(self) -> set[int]:
-        return {r.experiment for r in self.rows()}
+        self._fresh()
+        return set(self._numbers)
 
     def next_experiment(self) -> int:
-        return max(self.experiments(), default=0) + 1
+        self._fresh()
+        return self._last + 1
 
     def champion(self) -> Champion | None:
         """The last kept row: the baseline first, then each improvement."""
-        for r in reversed(self.rows()):
+        for r in reversed(self._fresh()):
             if r.kept:
                 return Champion(r.commit, r.metric, r.experiment)
         return None
 
     def baseline(self) -> Champion | None:
-        for r in self.rows():
+        for r in self._fresh():
             if r.kept:
                 return Champion(r.commit, r.metric, r.experiment)
         return None
@@ -180,17 +188,18 @@ class Ledger:
     # writing ---------------------------------------------------------------------------
 
     def line(self, row: Row) -> str:
+        """The row as written: one line, every field free of tabs, newlines, quotes, secrets."""
         data = asdict(row) | {self.metric: row.metric}
         texts = [_text(c, data.get(c, row.extra.get(c, ""))) for c in self.columns]
-        return "\t".join(_clean(t) for t in texts) + "\n"
+        return redact("\t".join(_clean(t) for t in texts)) + "\n"
 
     def header(self) -> str:
         return "\t".join(self.columns) + "\n"
 
     def append(self, row: Row) -> bool:
         """Add one row unless its experiment number is already recorded (a redo after a kill)."""
-        rows = self.rows()
-        if row.experiment in {r.experiment for r in rows}:
+        rows = self._fresh()
+        if row.experiment in self._numbers:
             return False
         if not self._current_header():  # new, or written by an older version: rewrite once
             atomic_write(self.path, self.header() + "".join(self.line(r) for r in rows))
@@ -199,8 +208,11 @@ class Ledger:
             f.write(line)
             f.flush()
             os.fsync(f.fileno())
-        as_read = self._row(dict(zip(self.columns, line[:-1].split("\t"), strict=True)), 0)
-        self._remember([*rows, as_read])
+        info = self.path.stat()
+        rows.append(self._row(dict(zip(self.columns, line[:-1].split("\t"), strict=True)), 0))
+        self._numbers.add(row.experiment)
+        self._last = max(self._last, row.experiment)
+        self._seen = (info.st_ino, info.st_size, info.st_mtime_ns)
         return True
 
     def _current_header(self) -> bool:
@@ -210,9 +222,9 @@ class Ledger:
         except FileNotFoundError:
             return False
 
-    def _remember(self, rows: list[Row]) -> None:
-        info = self.path.stat()
-        self._rows, self._seen = rows, (info.st_ino, info.st_size, info.st_mtime_ns)
+    def _remember(self, rows: list[Row], seen: tuple[int, int, int] | None) -> None:
+        self._rows, self._numbers, self._seen = rows, {r.experiment for r in rows}, seen
+        self._last = max(self._numbers, default=0)
 
     def repair(self) -> bool:
         """Cut a last line torn by a kill mid-append; True when there was one. Writer only."""

@@ -13,6 +13,7 @@ KEY_PATTERNS = [
     re.compile(r"\bAKIA[0-9A-Z]{16}\b"),
     re.compile(r"\b(?:ghp|gho|ghs|github_pat)_[A-Za-z0-9_]{20,}"),
     re.compile(r"\bxox[abpr]-[A-Za-z0-9\-]{10,}"),
+    re.compile(r"(?<=://)[^\s/:@]+:[^\s/@]+(?=@)"),  # user:password@ in a URL
 ]
 REDACTED = "[redacted]"
 
@@ -38,3 +39,10 @@ def redact(text: str, secrets: list[str] | None = None) -> str:
 
 def holds_secret(text: str, secrets: list[str] | None = None) -> bool:
     return redact(text, secrets) != text
+
+
+def safe_environ(env: dict[str, str]) -> dict[str, str]:
+    """The environment without secrets: no secret-named variable, and no variable whose value
+    holds a known secret or a credential (a key, `user:password@` in a URL)."""
+    secrets = known_secrets()
+    return {k: v for k, v in env.items() if not is_secret_name(k) and not holds_secret(v, secrets)}

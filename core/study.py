@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from core.ledger import KARPATHY, OURS
 
@@ -120,6 +127,19 @@ class HoldoutConfig(Strict):
     tolerance: float = Field(0.0, ge=0)
 
 
+class SandboxConfig(Strict):
+    """Where candidates run (core.sandbox). `sandbox: false` in study.yaml turns it off."""
+
+    enabled: bool = True
+    readable: list[str] = []  # more paths to show read-only (e.g. a data set under $HOME)
+    writable: list[str] = []  # paths an evaluation may write (e.g. a cache); created if missing
+
+    @model_validator(mode="before")
+    @classmethod
+    def _a_bool_says_on_or_off(cls, data: Any) -> Any:
+        return {"enabled": data} if isinstance(data, bool) else data
+
+
 class BudgetConfig(Strict):
     experiments: int | None = Field(None, ge=1)
     minutes: float | None = Field(None, gt=0)
@@ -139,6 +159,8 @@ class StudyConfig(Strict):
     holdout: HoldoutConfig | None = None
     proposer: AnyProposer = AnyProposer()  # loaded with Kinds: the kind's own model
     budget: BudgetConfig = BudgetConfig()
+    sandbox: SandboxConfig = SandboxConfig()
+    stop_after_crashes: int = Field(5, ge=0)  # in a row; 0: never stop for crashes
     state_dir: str | None = None
 
     @field_validator("editable", "protected")
@@ -193,6 +215,10 @@ class Study:
     @property
     def protected(self) -> list[str]:
         return [self.repo_path(p) for p in self.config.protected]
+
+    def path_option(self, text: str) -> Path:
+        """A path from study.yaml: `~` expanded, relative to the study folder."""
+        return (self.folder / Path(text).expanduser()).resolve()
 
     def program_text(self, default: Path | None = None) -> str:
         if self.config.program:

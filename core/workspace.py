@@ -1,7 +1,9 @@
 """The git workspace: a worktree of the study's repository on branch autoresearch/<study>.
 
 The branch head is the champion. Candidates are commits on that branch; a discard is a hard reset
-back to the champion. The user's own checkout is never touched.
+back to the champion. The user's own checkout is never touched. Every git command of ours runs
+with hooks disabled, so that a hook planted in the repository never runs on our commits. A study
+starts from the repository's HEAD, so its folder must be committed there.
 """
 
 from __future__ import annotations
@@ -12,8 +14,13 @@ from pathlib import Path
 
 import git
 
-from core.study import Study
+from core.study import Study, StudyError
 
+NO_HOOKS = {  # git >= 2.31 reads config from the environment: core.hooksPath points nowhere
+    "GIT_CONFIG_COUNT": "1",
+    "GIT_CONFIG_KEY_0": "core.hooksPath",
+    "GIT_CONFIG_VALUE_0": "/dev/null",
+}
 IDENTITY = {  # commits on the study branch are the tool's, whatever git config says
     "GIT_AUTHOR_NAME": "autoresearch",
     "GIT_AUTHOR_EMAIL": "autoresearch@localhost",
@@ -24,6 +31,17 @@ IDENTITY = {  # commits on the study branch are the tool's, whatever git config 
 
 class GuardViolation(Exception):
     """A candidate changed something it may not: it is rejected before it runs."""
+
+
+class NotCommitted(StudyError):
+    """The study folder is not (all) in the repository's HEAD: nothing can start from it."""
+
+
+def open_repo(path: Path) -> git.Repo:
+    """A repository whose git commands run without hooks."""
+    repo = git.Repo(path)
+    repo.git.update_environment(**NO_HOOKS)
+    return repo
 
 
 def _under(path: str, roots: list[str]) -> bool:
@@ -50,22 +68,81 @@ class Workspace:
         self.study = study
         self.branch = f"autoresearch/{study.name}"
         self.path = study.state_dir / slot
-        self.origin = git.Repo(study.repo_root)
+        self.slot = slot
+        self.origin = open_repo(study.repo_root)
+        self._repo: git.Repo | None = None
 
     # set-up ----------------------------------------------------------------------------
 
-    def open(self) -> Workspace:
-        """Create the branch and the worktree if missing; never touch the user's checkout."""
+    def open(self, fresh: bool = False) -> Workspace:
+        """Create the branch and the worktree if missing; never touch the user's checkout.
+
+        fresh: nothing is recorded yet, so the study (re)starts from the repository's HEAD,
+        which must hold the whole study folder, committed.
+        """
+        if fresh:
+            self.check_committed()
         self._exclude_state_dir()
-        if self.branch not in [h.name for h in self.origin.heads]:
-            if not self.origin.head.is_valid():
-                raise GuardViolation(f"{self.study.repo_root}: the repository has no commit yet")
+        self.remove_stale_locks()
+        heads = [h.name for h in self.origin.heads]
+        if self.branch not in heads:
             self.origin.create_head(self.branch, self.origin.head.commit)
+        elif fresh and self.origin.heads[self.branch].commit != self.origin.head.commit:
+            self.origin.git.branch("--force", self.branch, self.origin.head.commit.hexsha)
         if not (self.path / ".git").exists():
             self.origin.git.worktree("prune")
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.origin.git.worktree("add", str(self.path), self.branch)
+        elif fresh and self.head() != self.origin.heads[self.branch].commit.hexsha:
+            self.reset(self.origin.heads[self.branch].commit.hexsha)
         return self
+
+    def check_committed(self) -> None:
+        """NotCommitted unless HEAD holds the study folder's files and none is changed."""
+        origin, rel = self.origin, self.study.rel.as_posix()
+        where = f"{self.study.folder}: commit the study folder first"
+        how = f"(git -C {self.study.repo_root} add {rel or '.'} && git commit); nothing recorded"
+        if not origin.head.is_valid():
+            raise NotCommitted(f"{where}: the repository has no commit yet {how}")
+        wanted = [self.study.repo_path("study.yaml"), *self.study.editable, *self.study.protected]
+        tree = origin.head.commit.tree
+        missing = [p for p in wanted if not _in_tree(tree, p)]
+        if missing:
+            raise NotCommitted(f"{where}: not in HEAD: {', '.join(missing[:5])} {how}")
+        spec = [rel or "."]
+        if self.study.state_dir.is_relative_to(self.study.repo_root):
+            spec.append(f":(exclude){self.study.state_dir.relative_to(self.study.repo_root)}")
+        changed = origin.git.status("--porcelain", "--untracked-files=all", "--", *spec)
+        if changed.strip():
+            paths = [line[3:] for line in changed.splitlines()][:5]
+            raise NotCommitted(f"{where}: uncommitted changes in {', '.join(paths)} {how}")
+
+    def remove_stale_locks(self) -> list[Path]:
+        """Git lock files of this study's worktrees and branch, left by a killed git.
+
+        Only under the study's own lock (no other process of ours runs git on them).
+        """
+        git_dir = Path(self.origin.git_dir)
+        found = [
+            *(git_dir / "worktrees").glob("*/*.lock"),
+            git_dir / "refs" / "heads" / f"{self.branch}.lock",
+            git_dir / "logs" / "refs" / "heads" / f"{self.branch}.lock",
+        ]
+        ours = {p for p in found if p.exists() and self._ours(p)}
+        for lock in ours:
+            lock.unlink(missing_ok=True)
+        return sorted(ours)
+
+    def _ours(self, lock: Path) -> bool:
+        """A lock of one of this study's worktrees (their admin folder names its path), or of
+        the study's branch."""
+        if lock.parent.parent.name != "worktrees":
+            return True
+        gitdir = lock.parent / "gitdir"
+        try:
+            return Path(gitdir.read_text().strip()).is_relative_to(self.study.state_dir)
+        except OSError:
+            return False
 
     def _exclude_state_dir(self) -> None:
         """Keep runs/ out of the user's `git status` when it lives inside their repository."""
@@ -94,7 +171,9 @@ class Workspace:
 
     @property
     def repo(self) -> git.Repo:
-        return git.Repo(self.path)
+        if self._repo is None:
+            self._repo = open_repo(self.path)
+        return self._repo
 
     @property
     def study_dir(self) -> Path:
@@ -180,3 +259,16 @@ class Workspace:
         repo = self.repo
         repo.git.reset("--hard", sha)
         repo.git.clean("-fd")
+
+    def clean(self) -> None:
+        """Drop files an evaluation left (untracked, not ignored): a planted `json.py` must not
+        shadow a module in the next evaluation."""
+        self.repo.git.clean("-fd")
+
+
+def _in_tree(tree: git.Tree, path: str) -> bool:
+    try:
+        tree / path
+        return True
+    except KeyError:
+        return False

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from core.sandbox import Sandbox
 from core.study import EvaluatorConfig
 
 
@@ -41,8 +42,12 @@ class Measurement:
 
 
 class Evaluator(Protocol):
-    def evaluate(self, workdir: Path, log_path: Path) -> Measurement:
-        """Measure the candidate checked out in workdir (the study folder); write the full log."""
+    def evaluate(
+        self, workdir: Path, log_path: Path, sandbox: Sandbox | None = None
+    ) -> Measurement:
+        """Measure the candidate checked out in workdir (the study folder); write the full log.
+        Any candidate code it runs, it runs in `sandbox` (None: unsandboxed, by the study's
+        explicit choice)."""
         ...
 
 

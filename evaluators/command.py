@@ -1,9 +1,11 @@
 """The command evaluator: run the study's command, read its metric from the output.
 
-The command runs in its own process group with a wall-clock timeout; on timeout (or any exit)
-the whole group is killed, grandchildren that ignore SIGTERM included. Its environment carries
-no secrets. The metric is read from a line `name: number` (Karpathy's run.log) or
-`METRIC name=number` (pi-autoresearch); every other such line is a secondary metric.
+The command runs in its own process group with a wall-clock timeout, inside the evaluation's
+sandbox (core.sandbox); on timeout (or any exit) the whole group is killed, grandchildren that
+ignore SIGTERM included (in the sandbox, every process it started). Its environment carries no
+secrets, and its log is redacted of any that it printed all the same. The metric is read from a
+line `name: number` (Karpathy's run.log) or `METRIC name=number` (pi-autoresearch); every other
+such line is a secondary metric.
 """
 
 from __future__ import annotations
@@ -21,8 +23,11 @@ from typing import IO, Literal
 
 from pydantic import Field
 
+from core.files import atomic_write
+from core.interrupt import Interrupted, stop_now
 from core.processes import kill_group, record_group
-from core.secrets import is_secret_name
+from core.sandbox import Sandbox
+from core.secrets import redact, safe_environ
 from core.study import EvaluatorConfig
 from evaluators.base import Kind, Measurement
 
@@ -59,7 +64,7 @@ def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
     The venv's bin comes first on PATH so that `python` is the interpreter running us.
     """
-    env = {k: v for k, v in os.environ.items() if not is_secret_name(k)}
+    env = safe_environ(dict(os.environ))
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # no stale .pyc of one candidate read by the next
@@ -95,14 +100,15 @@ def run_command(
     timeout_s: float,
     env: dict[str, str],
     max_log_bytes: int = 20_000_000,
+    sandbox: Sandbox | None = None,
 ) -> tuple[int | None, float]:
     """Run a shell command with its output to log_path. Returns (exit code or None, seconds)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    argv = ["/bin/sh", "-c", command]
     start = time.monotonic()
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            command,
-            shell=True,
+            sandbox.wrap(argv, cwd) if sandbox else argv,
             cwd=cwd,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -116,15 +122,29 @@ def run_command(
         copier = threading.Thread(target=copy_capped, args=(proc.stdout, log, max_log_bytes))
         copier.start()
         try:
-            code: int | None = proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            code = None
+            code = _wait(proc, timeout_s)
         finally:
             kill_group(proc)  # also reaps grandchildren left behind by a command that exited
             copier.join()
             proc.stdout.close()
             running.unlink(missing_ok=True)
+    text = log_path.read_text(errors="replace")
+    if redact(text) != text:  # a secret it should never have seen, printed all the same
+        atomic_write(log_path, redact(text))
     return code, time.monotonic() - start
+
+
+def _wait(proc: subprocess.Popen[bytes], timeout_s: float) -> int | None:
+    """The exit code, or None past the timeout; Interrupted when a person asks to stop now."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return proc.wait(timeout=min(0.1, max(0.0, deadline - time.monotonic())))
+        except subprocess.TimeoutExpired:
+            if stop_now.is_set():
+                raise Interrupted("stopped now, during an evaluation") from None
+            if time.monotonic() >= deadline:
+                return None
 
 
 def measure(
@@ -154,6 +174,7 @@ class CommandConfig(EvaluatorConfig):
     timeout_s: float = Field(600, gt=0)
     env: dict[str, str] = {}
     max_log_mb: float = Field(20, gt=0)
+    network: bool = False  # the sandbox cuts the network unless this is true
 
     def describe(self) -> str:
         return f"The evaluator runs `{self.command}` in the study folder."
@@ -164,7 +185,9 @@ class CommandEvaluator:
         self.config = config
         self.metric = metric
 
-    def evaluate(self, workdir: Path, log_path: Path) -> Measurement:
+    def evaluate(
+        self, workdir: Path, log_path: Path, sandbox: Sandbox | None = None
+    ) -> Measurement:
         code, seconds = run_command(
             self.config.command,
             workdir,
@@ -172,6 +195,7 @@ class CommandEvaluator:
             self.config.timeout_s,
             clean_env(self.config.env),
             int(self.config.max_log_mb * 1_000_000),
+            sandbox,
         )
         text = log_path.read_text(errors="replace")
         return measure(text, self.metric, code, self.config.timeout_s, seconds)

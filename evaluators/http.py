@@ -27,6 +27,7 @@ from pydantic import Field, field_validator
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from core.sandbox import Sandbox
 from core.study import EvaluatorConfig
 from evaluators.base import Kind, Measurement
 
@@ -223,7 +224,10 @@ class HttpEvaluator:
         self.metric_name = metric_name
         self.steps = parse_json_path(config.json_path)
 
-    def evaluate(self, workdir: Path, log_path: Path) -> Measurement:
+    def evaluate(
+        self, workdir: Path, log_path: Path, sandbox: Sandbox | None = None
+    ) -> Measurement:
+        """(No candidate code runs here: the sandbox has nothing to hold.)"""
         """One request (with retries); the number at json_path is the metric."""
         started = time.monotonic()
         used: dict[str, str] = {}

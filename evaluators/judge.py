@@ -26,6 +26,7 @@ from typing import Any, Literal
 import anthropic
 from pydantic import Field
 
+from core.sandbox import Sandbox
 from core.secrets import redact
 from core.study import EvaluatorConfig
 from evaluators.base import Kind, Measurement
@@ -95,7 +96,10 @@ class JudgeEvaluator:
         base = self.config.base_url or os.environ.get("ANTHROPIC_BASE_URL")
         return anthropic.Anthropic(api_key=key, base_url=base, timeout=60.0, max_retries=3)
 
-    def evaluate(self, workdir: Path, log_path: Path) -> Measurement:
+    def evaluate(
+        self, workdir: Path, log_path: Path, sandbox: Sandbox | None = None
+    ) -> Measurement:
+        """(No candidate code runs here: the sandbox has nothing to hold.)"""
         start = time.monotonic()
         lines: list[str] = []
         try:

@@ -8,7 +8,6 @@ when `lock_wait_s` says so.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 from uuid import UUID
 
@@ -16,14 +15,13 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.context import FlowRunContext
 
-from core.ledger import Status
 from core.lock import StudyLock
 from flows.experiment import experiment
-from proposers import choose_kind
+from proposers import choose_kind, make_proposer
 from steps import report
-from steps.lab import Lab
+from steps.budget import Budget
+from steps.lab import Lab, ensure_startable
 from steps.plugins import load_study
-from steps.trial import Stop
 from tasks import holdout, publish
 
 
@@ -37,8 +35,12 @@ def campaign(
     lock_wait_s: float = 0.0,
     researcher: Any = None,  # a Proposer; Any, since Prefect validates parameters
 ) -> dict[str, Any]:
-    """`researcher`: a proposer object to use instead of the study's (tests pass one)."""
+    """K experiments (`experiments`; 0: until stopped) or M minutes on one study.
+
+    `researcher`: a proposer object to use instead of the study's (tests pass one).
+    """
     spec = load_study(study)
+    ensure_startable(spec)
     with StudyLock(spec.state_dir, spec.name, lock_wait_s, what=_who()):
         return _campaign(study, experiments, minutes, proposer, seed, researcher)
 
@@ -56,28 +58,31 @@ def _who() -> str:
 class Progress:
     """The UI's progress artifact: experiments done of planned (or minutes used of the budget)."""
 
-    def __init__(self, name: str, planned: int | None, minutes: float | None) -> None:
-        self.planned, self.minutes, self.start = planned, minutes, time.monotonic()
+    def __init__(self, name: str, budget: Budget) -> None:
+        self.budget = budget
         self.id: UUID = create_progress_artifact(
-            0.0,
-            key=f"{report.artifact_key(name)}-progress",
-            description=self.text(0),
+            0.0, key=f"{report.artifact_key(name)}-progress", description=self.text()
         )
 
-    def text(self, done: int, note: str = "") -> str:
-        if self.planned:
-            text = f"{done} of {self.planned} experiments done"
+    def text(self, note: str = "") -> str:
+        b = self.budget
+        if b.planned:
+            text = f"{b.done} of {b.planned} experiments done"
+        elif b.minutes:
+            text = f"{b.done} experiments done, {b.minutes_used():.1f} of {b.minutes:g} min"
         else:
-            used = (time.monotonic() - self.start) / 60
-            text = f"{done} experiments done, {used:.1f} of {self.minutes:g} min"
+            text = f"{b.done} experiments done, running until stopped"
         return f"{text}; {note}" if note else text
 
-    def update(self, done: int, note: str = "") -> None:
-        if self.planned:
-            pct = 100.0 * done / self.planned
+    def update(self, note: str = "") -> None:
+        b = self.budget
+        if b.planned:
+            pct = 100.0 * b.done / b.planned
+        elif b.minutes:
+            pct = 100.0 * b.minutes_used() / b.minutes
         else:
-            pct = 100.0 * (time.monotonic() - self.start) / 60 / (self.minutes or 1)
-        update_progress_artifact(self.id, min(pct, 100.0), description=self.text(done, note))
+            pct = 0.0
+        update_progress_artifact(self.id, min(pct, 100.0), description=self.text(note))
 
 
 def _campaign(
@@ -91,41 +96,22 @@ def _campaign(
     log = get_run_logger()
     lab = Lab.open(study)
     first = lab.ledger.next_experiment()
-    budget = lab.study.config.budget
-    experiments = experiments or budget.experiments or (None if minutes else 10)
-    minutes = minutes or budget.minutes
-    deadline = time.monotonic() + minutes * 60 if minutes else None
-    log.info("study %s: %s", lab.study.name, choose_kind(lab.study, proposer)[1])
-    progress = Progress(lab.study.name, experiments, minutes)
-
-    stop = ""
-    spent = 0.0
-    done = 0
-    while experiments is None or done < experiments:
-        if deadline and time.monotonic() >= deadline:
-            stop = f"time budget of {minutes:g} min reached"
-            break
-        if budget.usd is not None and spent >= budget.usd:
-            stop = f"USD budget of {budget.usd:g} reached (spent {spent:.4f})"
-            break
+    kind, why = choose_kind(lab.study, proposer)
+    researcher = researcher or make_proposer(lab.study, kind, seed)
+    log.info("study %s: %s", lab.study.name, why)
+    budget = Budget(lab.study, experiments, minutes)
+    progress = Progress(lab.study.name, budget)
+    while budget.more():
         number = lab.ledger.next_experiment()
         out = experiment.with_options(flow_run_name=f"{lab.study.name}-{number}")(
-            study, proposer, seed, researcher
+            study, researcher=researcher
         )
-        done += 1
-        progress.update(done)
-        if isinstance(out, Stop):
-            stop = f"stopped: {out.reason}"
-            break
-        spent += out.cost_usd
-        if out.description == "baseline" and out.status != Status.KEEP:
-            what = "crashed" if out.status == Status.CRASH else "was rejected"
-            stop = f"the baseline {what} ({out.evidence}): see logs/{number}.log"
-            break
-    if stop:
-        log.warning(stop)
-    progress.update(done, stop)
+        budget.account(out)
+        progress.update()
+    if budget.stop:
+        log.warning(budget.stop)
+    progress.update(budget.stop)
     holdout(lab, at_end=True)
     overfitting = lab.overfitting_since(first)
     summary = publish(lab)
-    return summary | {"ran": done, "stop": stop, "overfitting": overfitting}
+    return summary | {"ran": budget.done, "stop": budget.stop, "overfitting": overfitting}

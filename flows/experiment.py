@@ -17,7 +17,17 @@ from proposers import choose_kind, make_proposer
 from proposers.base import InvalidProposal, StopCampaign
 from steps.lab import Lab
 from steps.trial import Stop, Trial
-from tasks import apply, baseline, calibrate, decide, holdout, measure, persist, propose
+from tasks import (
+    apply,
+    baseline,
+    calibrate,
+    decide,
+    holdout,
+    measure,
+    persist,
+    prepare,
+    propose,
+)
 
 
 @flow(name="experiment")
@@ -29,6 +39,8 @@ def experiment(
 ) -> Row | Stop:
     """`researcher`: a proposer object to use instead of the study's (tests pass one)."""
     lab = Lab.open(study)
+    researcher = researcher or make_proposer(lab.study, choose_kind(lab.study, proposer)[0], seed)
+    prepare(lab, researcher)
     trial = Trial(lab.ledger.next_experiment())
     if lab.champion() is None:
         row = persist(lab, trial, *baseline(lab, trial))
@@ -36,7 +48,6 @@ def experiment(
         return row
     if lab.needs_calibration():
         calibrate(lab, f"{trial.experiment}-calibration")
-    researcher = researcher or make_proposer(lab.study, choose_kind(lab.study, proposer)[0], seed)
 
     try:
         proposal = propose(lab, researcher, trial)

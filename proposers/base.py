@@ -116,6 +116,9 @@ class Learned:
 
 class Proposer(Protocol):
     name: str
+    # False only for proposers that change nothing but numbers in the study's own files (their
+    # candidates may run unsandboxed where bwrap cannot run); absent means True
+    writes_code: bool
 
     def propose(self, context: Context) -> Proposal: ...
 

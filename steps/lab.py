@@ -11,13 +11,15 @@ import statistics
 from dataclasses import replace
 from pathlib import Path
 
-from core import learnings
+from core import learnings, sandbox
 from core.decide import Verdict, decide, gain
 from core.ledger import Champion, Ledger, Row, Status
 from core.processes import kill_recorded
+from core.sandbox import Sandbox
 from core.secrets import redact
 from core.state import State
 from core.study import DecisionConfig, Study
+from core.tamper import Tampered, Watched
 from core.workspace import GuardViolation, Workspace
 from evaluators import make_evaluator
 from evaluators.base import Evaluator, Measurement
@@ -38,13 +40,30 @@ class Lab:
         self.state = State(study.state_dir / "state.json")
         self.record = ChampionRecord(self.ledger, self.state)
         self.evaluator: Evaluator = make_evaluator(study)
+        self.sandboxed = study.config.sandbox.enabled
+        self.own_files = self._own_files()
+
+    def __deepcopy__(self, memo: dict[int, object]) -> Lab:
+        """A lab is one study's live state: a copy (Prefect copies transaction values) is
+        the lab itself."""
+        return self
 
     @classmethod
     def open(cls, path: str | Path) -> Lab:
         lab = cls(load_study(path))
-        lab.workspace.open()
+        lab.workspace.open(fresh=lab.champion() is None)
         lab.repair()
         return lab
+
+    def _own_files(self) -> Watched:
+        """What no evaluation may change: the study's state and the repository's git config
+        and hooks (learnings too when there is no sandbox to hide them)."""
+        state = self.study.state_dir
+        git_dir = Path(self.workspace.origin.git_dir)
+        files = [self.ledger.path, self.state.path, git_dir / "config"]
+        if not self.sandboxed:
+            files.append(self.resource_path)
+        return Watched(files, [git_dir / "hooks", state / "pending"])
 
     # paths -----------------------------------------------------------------------------
 
@@ -76,8 +95,27 @@ class Lab:
             self.workspace.reset(champ.commit)
         elif self.workspace.repo.is_dirty(untracked_files=True):
             self.workspace.reset(self.workspace.head())
-        if "protected" not in self.state.load():
+        if champ is None or "protected" not in self.state.load():  # fixed at the baseline
             self.state.update(protected=self.workspace.protected_hashes())
+
+    def choose_sandbox(self, writes_code: bool) -> str:
+        """Decide, once per campaign, whether candidates run sandboxed; a notice when not."""
+        self.sandboxed, notice = sandbox.choose(self.study.config.sandbox.enabled, writes_code)
+        self.own_files = self._own_files()
+        return notice
+
+    def sandbox(self, workspace: Workspace) -> Sandbox | None:
+        """The sandbox one evaluation of this workspace runs in (None: unsandboxed)."""
+        if not self.sandboxed:
+            return None
+        cfg, study = self.study.config.sandbox, self.study
+        return Sandbox(
+            worktree=workspace.path,
+            hidden=(study.state_dir, Path(self.workspace.origin.git_dir)),
+            network=bool(getattr(study.config.evaluator, "network", False)),
+            readable=tuple(study.path_option(p) for p in cfg.readable),
+            writable=tuple(study.path_option(p) for p in cfg.writable),
+        )
 
     def protected(self) -> dict[str, str]:
         return self.state.load()["protected"]
@@ -143,17 +181,25 @@ class Lab:
     def run_once(
         self, workspace: Workspace, log: Path, evaluator: Evaluator | None = None
     ) -> Measurement:
-        """One run of the instrument, with the protected files checked before and after it."""
+        """One run of the instrument, in its sandbox, with the protected files and the study's
+        own files checked before and after it."""
         protected = self.protected()
         workspace.check_protected(protected)
         workspace.drop_bytecode()
-        measurement = (evaluator or self.evaluator).evaluate(workspace.study_dir, log)
+        instrument = evaluator or self.evaluator
+        try:
+            with self.own_files.watch():
+                m = instrument.evaluate(workspace.study_dir, log, self.sandbox(workspace))
+        except Tampered as exc:
+            workspace.reset(workspace.head())
+            raise GuardViolation(str(exc)) from None
         try:
             workspace.check_protected(protected)
         except GuardViolation as exc:
             workspace.reset(workspace.head())  # restore the protected files
             raise GuardViolation(f"voided at run time: {exc}") from None
-        return measurement
+        workspace.clean()
+        return m
 
     def evaluate(self, experiment: int | str, runs: int = 1) -> Measurement:
         """Measure what is checked out, `runs` times (its first log is logs/<experiment>.log)."""
@@ -240,7 +286,8 @@ class Lab:
         else:
             base = self.state.load().get("holdout_baseline")
             if base is None:
-                base = self.state.update(holdout_baseline=m.metric)["holdout_baseline"]
+                with self.own_files.writing():
+                    base = self.state.update(holdout_baseline=m.metric)["holdout_baseline"]
             overfitting = -gain(self.study.metric.direction, m.metric, base) > cfg.tolerance
             verdict = "OVERFITTING" if overfitting else "ok"
             text = f"holdout {cfg.metric} {m.metric:.6g} (at baseline {base:.6g}): {verdict}"
@@ -284,7 +331,8 @@ class Lab:
         """Run the champion calibration_runs times; its spread is the study's noise."""
         m = self.evaluate(label, self.rule.calibration_runs)
         if m.status == "ok":
-            self.record.save_calibration(m)
+            with self.own_files.writing():
+                self.record.save_calibration(m)
         return m
 
     def judge(
@@ -342,16 +390,18 @@ class Lab:
         A kept row's runs are saved first (keyed by its commit), so the next candidates face all
         of them; until the row lands they belong to no champion.
         """
-        if row.kept and measurement is not None:
-            self.record.save(row.commit, measurement)
-        self.ledger.append(row)
-        self.write_learnings(learnings.read(self.resource_path))
+        with self.own_files.writing():
+            if row.kept and measurement is not None:
+                self.record.save(row.commit, measurement)
+            self.ledger.append(row)
+            self.write_learnings(learnings.read(self.resource_path))
 
     def write_learnings(self, text: str) -> None:
         """resource.md as given (a person's or a model's), with the ledger's summary block in it."""
         block = learnings.summary(self.ledger.rows(), self.study.metric.name)
         limit = self.study.config.proposer.learnings_max_chars
-        learnings.write(self.resource_path, text, block, limit)
+        with self.own_files.writing():
+            learnings.write(self.resource_path, text, block, limit)
 
     def outcome(self, trial: Trial, status: Status, reason: str) -> Outcome:
         champ = self.champion()
@@ -365,6 +415,13 @@ class Lab:
             reason=reason,
             log_tail=m.log_tail if m else "",
         )
+
+
+def ensure_startable(study: Study) -> None:
+    """Before anything is written (a lock, a branch): a study with no baseline yet starts from
+    the repository's HEAD, which must hold it, committed (NotCommitted says how)."""
+    if Ledger(study.state_dir / "results.tsv", study.metric.name).champion() is None:
+        Workspace(study).check_committed()
 
 
 def combine(runs: list[Measurement], median: bool = False) -> Measurement:

@@ -5,6 +5,7 @@ from tasks.decide import decide
 from tasks.evaluate import baseline, calibrate, measure
 from tasks.holdout import holdout
 from tasks.persist import persist, publish
+from tasks.prepare import prepare
 from tasks.propose import propose
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "holdout",
     "measure",
     "persist",
+    "prepare",
     "propose",
     "publish",
 ]

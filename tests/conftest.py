@@ -113,7 +113,10 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory):
     """One Prefect test server for the few flow-level tests, with a temporary PREFECT_HOME."""
     home = tmp_path_factory.mktemp("prefect-home")
     os.environ["PREFECT_HOME"] = str(home)
+    from prefect.settings import PREFECT_API_URL
     from prefect.testing.utilities import prefect_test_harness
 
     with prefect_test_harness(server_startup_timeout=120):
+        os.environ["PREFECT_API_URL"] = PREFECT_API_URL.value()  # for `autoresearch run` too
         yield
+        os.environ.pop("PREFECT_API_URL", None)

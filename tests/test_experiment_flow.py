@@ -19,10 +19,11 @@ print(f"score: {abs(model.X - 3.0):.6f}")
 """
 
 
-@pytest.fixture
-def scripted_study(make_study, tmp_path, scripted):
-    marks = tmp_path / "marks.txt"
-    folder = make_study(EVALUATE, yaml_extra="")
+def marking_study(make_study, tmp_path: Path, sandbox: str) -> tuple[Path, Path]:
+    """A study whose evaluator appends each X it measures to a file outside the study."""
+    marks = tmp_path / "marks" / "marks.txt"
+    marks.parent.mkdir()
+    folder = make_study(EVALUATE, yaml_extra=f"sandbox: {sandbox.format(marks=marks.parent)}\n")
     text = (
         (folder / "study.yaml")
         .read_text()
@@ -30,6 +31,12 @@ def scripted_study(make_study, tmp_path, scripted):
     )
     (folder / "study.yaml").write_text(text)
     git(folder.parent, "commit", "-qam", "marks")
+    return folder, marks
+
+
+@pytest.fixture
+def scripted_study(make_study, tmp_path, scripted):
+    folder, marks = marking_study(make_study, tmp_path, "{{writable: ['{marks}']}}")
     return folder, scripted, marks
 
 
@@ -43,8 +50,10 @@ def head_text(folder: Path) -> str:
     return (lab.workspace.study_dir / "model.py").read_text()
 
 
-def test_keep_discard_crash_and_rejections(scripted_study):
-    folder, changes, marks = scripted_study
+@pytest.mark.parametrize("sandbox", ["{{writable: ['{marks}']}}", "false"])
+def test_keep_discard_crash_and_rejections(make_study, tmp_path, scripted, sandbox):
+    folder, marks = marking_study(make_study, tmp_path, sandbox)
+    changes = scripted
     changes += [
         {"study/model.py": "X = 5.0\n"},  # better: keep
         {"study/model.py": "X = 20.0\n"},  # worse: discard
@@ -56,13 +65,14 @@ def test_keep_discard_crash_and_rejections(scripted_study):
         {"study/model.py": "X = 4.5\n"},  # still better than 5: keep
     ]
     rows = [experiment(str(folder), researcher=changes) for _ in range(7)]
+    sandboxed = sandbox != "false"
     assert [r.status for r in rows] == [
         "keep",
         "keep",
         "discard",
         "crash",
         "rejected",
-        "rejected",
+        "crash" if sandboxed else "rejected",  # the sandbox shows it evaluate.py read-only
         "keep",
     ]
     assert rows[0].description == "baseline"
@@ -71,9 +81,14 @@ def test_keep_discard_crash_and_rejections(scripted_study):
     assert line[1:3] == ["0.000000", "0.0"]
     assert "exit code 1" in rows[3].evidence
     assert "non-editable" in rows[4].evidence
-    assert "voided at run time" in rows[5].evidence
-    # the protected-touching candidate was never evaluated; the run-time rewrite was, once
-    assert marks.read_text().split() == ["10.0", "5.0", "20.0", "4.0", "4.5"]
+    if sandboxed:
+        assert "Read-only file system" in (folder.parent / "runs/toy/logs/6.log").read_text()
+    else:
+        assert "voided at run time" in rows[5].evidence
+    # the protected-touching candidate was never evaluated; the run-time rewrite was, once,
+    # unless the sandbox stopped it at the write, before it marked
+    marked = ["10.0", "5.0", "20.0", *([] if sandboxed else ["4.0"]), "4.5"]
+    assert marks.read_text().split() == marked
     lab = Lab.open(folder)
     assert lab.champion().metric == 1.5
     assert lab.workspace.head().startswith(rows[-1].commit)

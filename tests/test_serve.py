@@ -78,7 +78,8 @@ def study_copy(repo: Path, name: str, evaluate: str | None = None) -> Path:
     if evaluate:
         (folder / "evaluate.py").write_text(evaluate)
         (folder / "model.py").write_text("X = 10.0\n")
-        (folder / "study.yaml").write_text(spec.replace("name: rmse", "name: score"))
+        spec = spec.replace("name: rmse", "name: score")  # the gate: a file outside the study
+        (folder / "study.yaml").write_text(spec + f"sandbox: {{readable: ['{repo.parent}']}}\n")
     return folder
 
 
@@ -210,6 +211,14 @@ def test_serve_connects_and_deploys(served: Served) -> None:
     assert dep["concurrency_options"]["collision_strategy"] == "CANCEL_NEW"
     pool = api(served.server, "/work_pools/test-pool")
     assert pool["type"] == "process"
+
+
+def test_the_ui_talks_to_its_own_api_on_any_port(served: Served) -> None:
+    """The module's server listens on a free port, not 4200: its UI must be told so."""
+    assert not served.server.api_url.endswith(":4200/api")
+    with urllib.request.urlopen(served.server.ui_url + "/ui-settings", timeout=30) as resp:
+        settings = json.loads(resp.read())
+    assert settings["api_url"] == served.server.api_url
 
 
 def test_trigger_watch_and_artifacts(served: Served) -> None:
