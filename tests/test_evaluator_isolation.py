@@ -53,7 +53,7 @@ def test_cooling_fake_metric_and_patched_math_count_for_nothing(tmp_path: Path) 
     patch = f"\nimport math\nmath.sqrt = lambda x: {FAKE}\nprint('rmse: {FAKE}')\n"
     model.write_text(honest + patch)
     m = evaluate(folder, "python evaluate.py", "rmse", 30)
-    assert m.status == "ok" and m.metric == pytest.approx(3.659308)
+    assert m.status == "ok" and m.metric == pytest.approx(4.392757)
 
 
 # forecast -------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ a few seconds each. tests/test_evaluator_isolation.py covers candidates that att
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import importlib
@@ -258,3 +259,61 @@ def test_a_larger_corpus_is_read_from_a_url_and_checked(
     assert (tmp_path / "cache" / f"{digest}.txt").read_bytes() == text
     train_split, val_split = prepare.split(prepare.encode(text))
     assert len(val_split) == VAL_BYTES and len(train_split) == len(text) - VAL_BYTES
+
+
+# The GPU configuration -------------------------------------------------------------------------
+
+
+def test_cuda_gets_karpathys_h100_set_up_and_the_cpu_keeps_its_own(
+    modules: tuple[ModuleType, ModuleType],
+) -> None:
+    prepare, train = modules
+    gpu = train.config_for(torch.device("cuda"))
+    assert (gpu.depth, gpu.d_model, gpu.d_model // gpu.n_head, gpu.seq_len) == (8, 512, 128, 2048)
+    assert gpu.batch_size * gpu.seq_len * gpu.grad_accum == 2**19  # tokens per optimizer step
+    assert gpu.compile and prepare.DEFAULT_BUDGET_S["cuda"] == 300.0
+    cpu = train.config_for(torch.device("cpu"))
+    assert cpu.grad_accum == 1 and cpu.seq_len == 256 and not cpu.compile
+
+    model = train.GPT(gpu, VOCAB, SEQ_LEN)  # built here on the CPU, scored with 512-byte windows
+    matrices = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("embed"))
+    assert model.flops_per_token() == 6 * matrices + 12 * 8 * 512 * 2048
+    model.eval()
+    with torch.no_grad():
+        assert model(torch.zeros(1, SEQ_LEN, dtype=torch.long)).shape == (1, SEQ_LEN, VOCAB)
+
+
+class Batches:
+    """A stand-in for prepare.TrainData that serves prepared batches in order."""
+
+    def __init__(self, *batches: tuple[torch.Tensor, torch.Tensor]) -> None:
+        self.batches = list(batches)
+
+    def batch(self, batch_size: int, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = self.batches.pop(0)
+        assert x.shape == (batch_size, seq_len)
+        return x, y
+
+
+def test_accumulated_micro_batches_give_the_gradient_of_one_big_batch(
+    modules: tuple[ModuleType, ModuleType],
+) -> None:
+    _, train = modules
+    cfg = dataclasses.replace(train.CPU, batch_size=2, seq_len=16)
+    gen = torch.Generator().manual_seed(0)
+    x, y = (torch.randint(0, VOCAB, (4, 16), generator=gen) for _ in range(2))
+    cpu = torch.device("cpu")
+
+    def gradients(config, data) -> list[torch.Tensor]:  # noqa: ANN001
+        torch.manual_seed(0)
+        model = train.GPT(config, VOCAB, 16)
+        loss = train.accumulate(model, data, config, cpu)
+        assert loss.shape == ()
+        return [p.grad.clone() for p in model.parameters()]
+
+    whole = gradients(dataclasses.replace(cfg, batch_size=4), Batches((x, y)))
+    halves = gradients(
+        dataclasses.replace(cfg, grad_accum=2), Batches((x[:2], y[:2]), (x[2:], y[2:]))
+    )
+    for a, b in zip(whole, halves, strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
