@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 KINDS: dict[str, str] = {
     "auto": "proposers.auto",  # claude with ANTHROPIC_API_KEY, else mutate
     "mutate": "proposers.mutate",
+    "optuna": "proposers.optuna",
     "claude": "proposers.claude",
     "agent_cli": "proposers.agent_cli",
 }
