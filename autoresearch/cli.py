@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -23,7 +24,6 @@ from core.interrupt import Interrupted
 from core.ledger import Ledger, Status, format_metric
 from core.study import Study, StudyError
 from proposers import KINDS as PROPOSER_KINDS
-from steps import report
 from steps.plugins import load_study
 
 console = Console(soft_wrap=True)
@@ -63,6 +63,9 @@ def main() -> None:
 @click.option("--proposer", type=click.Choice(list(PROPOSER_KINDS)))
 @click.option("--seed", type=int, help="Seed of the offline proposer.")
 @click.option(
+    "--parallel", type=int, help="Candidates in flight at once (default: the study's `parallel`)."
+)
+@click.option(
     "--wait",
     "wait_s",
     type=float,
@@ -78,6 +81,7 @@ def run(
     minutes: float | None,
     proposer: str | None,
     seed: int | None,
+    parallel: int | None,
     wait_s: float,
     verbose: bool,
 ) -> None:
@@ -90,7 +94,7 @@ def run(
     try:
         spec, ledger = _ledger(study)
         result = _run(spec, ledger, found, where, 0 if forever else experiments, minutes,
-                      proposer, seed, wait_s, verbose)  # fmt: skip
+                      proposer, seed, parallel, wait_s, verbose)  # fmt: skip
     finally:
         found.stop(wait=False)
     if result.get("stop"):
@@ -109,6 +113,7 @@ def _run(
     minutes: float | None,
     proposer: str | None,
     seed: int | None,
+    parallel: int | None,
     wait_s: float,
     verbose: bool,
 ) -> dict[str, Any]:
@@ -122,6 +127,10 @@ def _run(
     kind, why = choose_kind(spec, proposer)
     researcher = make_proposer(spec, kind, seed)
     console.print(f"[bold]{spec.name}[/bold]: {why}")
+    from prefect.settings import PREFECT_API_URL, temporary_settings  # while the server starts
+
+    from flows.campaign import campaign
+
     try:
         notice = choose(spec.config.sandbox.enabled, getattr(researcher, "writes_code", True))[1]
         found.wait_healthy()
@@ -130,9 +139,6 @@ def _run(
     if notice:
         console.print(f"[yellow]{notice}[/yellow]", highlight=False)
     console.print(f"[dim]{where}[/dim]", highlight=False)
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    from flows.campaign import campaign
 
     done = threading.Event()
     planned = None if experiments == 0 else (experiments or spec.config.budget.experiments)
@@ -143,8 +149,17 @@ def _run(
     def work() -> None:  # in a thread: the signals stay ours (Prefect takes SIGTERM in its own)
         with temporary_settings({PREFECT_API_URL: found.api_url}):
             try:
-                outcome["result"] = campaign(
-                    str(spec.folder), experiments, minutes, proposer, seed, wait_s, researcher
+                outcome["result"] = asyncio.run(
+                    campaign(
+                        str(spec.folder),
+                        experiments,
+                        minutes,
+                        proposer,
+                        seed,
+                        wait_s,
+                        researcher,
+                        parallel,
+                    )  # fmt: skip
                 )
             except BaseException as exc:  # handed to the main thread
                 outcome["error"] = exc
@@ -228,7 +243,28 @@ def _watch(ledger: Ledger, planned: int | None, done: threading.Event) -> None:
                 return
 
 
+def _print_in_flight(spec: Study) -> None:
+    """What each slot (or worker) measures now, since when, at which stage."""
+    from core.pending import Pending
+
+    records = [r for r in Pending(spec.state_dir).all() if r.get("stage") != "holdout"]
+    if not records:
+        return
+    table = Table(title=f"in flight (parallel {spec.parallel})")
+    for col in ("experiment", "slot", "since", "stage", "hypothesis"):
+        table.add_column(col)
+    for r in records:
+        stage = r.get("stage", "") + (" (on a worker)" if r.get("flow_run") else "")
+        table.add_row(
+            str(r["experiment"]), str(r.get("slot", "")), str(r.get("since", "")), stage,
+            str(r.get("hypothesis", ""))[:60],
+        )  # fmt: skip
+    console.print(table)
+
+
 def _print_summary(spec: Study, ledger: Ledger) -> None:
+    from steps import report
+
     s = report.summary(ledger, spec.metric.direction)
     if s["baseline"] is None:
         console.print("No baseline yet.")
@@ -261,6 +297,7 @@ def _print_summary(spec: Study, ledger: Ledger) -> None:
 def status(study: str, rows: int) -> None:
     """Champion, best against baseline, counts and the last rows of STUDY."""
     spec, ledger = _ledger(study)
+    _print_in_flight(spec)
     recent = ledger.rows()[-rows:]
     if recent:
         table = Table(title="recent experiments")
@@ -358,6 +395,8 @@ def doctor(study: str, fix: bool) -> None:
 @click.argument("study", type=click.Path(exists=True))
 def report_command(study: str) -> None:
     """Write progress.png and a self-contained report.html into runs/<name>/ of STUDY."""
+    from steps import report
+
     spec, _ = _ledger(study)
     try:
         png, page = report.write_report(spec)
@@ -421,6 +460,42 @@ def serve(prefect_file: Path | None, port: int, home: Path | None, worker: bool)
         for child in children:
             srv.stop_child(child)
         found.stop()
+
+
+@main.command()
+@click.option("--pool", required=True, help="The work pool of the studies' `evaluator.work_pool`.")
+@click.option(
+    "--clone",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=".",
+    show_default=True,
+    help="This machine's clone of the studies' repository.",
+)
+def worker(pool: str, clone: Path) -> None:
+    """Evaluate candidates on this machine for campaigns elsewhere: a Prefect process worker on
+    POOL, in this clone. Each candidate is fetched from its study's `remote`, measured in a
+    sandboxed worktree here, and its measurement sent back; the campaign decides.
+
+    Talks to PREFECT_API_URL, the campaigns' server (on PostgreSQL for many workers).
+    """
+    from core.study import find_repo_root
+    from steps.worker import CLONE
+
+    api_url = os.environ.get("PREFECT_API_URL")
+    if not api_url or not srv.healthy(api_url):
+        _fail(click.ClickException(f"set PREFECT_API_URL to the campaigns' server ({api_url})"))
+    root = find_repo_root(clone.resolve())
+    if root is None:
+        _fail(click.ClickException(f"{clone} is not inside a git clone of the studies' repository"))
+    console.print(f"worker on pool {pool}, clone {root}, server {srv.ui_url(api_url)}")
+    signal.signal(signal.SIGTERM, _interrupt)
+    child = srv.start_worker(pool, api_url, cwd=root, **{CLONE: str(root)})
+    try:
+        _wait_children([child])
+    except KeyboardInterrupt:
+        console.print("stopping")
+    finally:
+        srv.stop_child(child)
 
 
 def _interrupt(signum: int, frame: Any) -> None:

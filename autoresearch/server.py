@@ -179,24 +179,28 @@ def launch(argv: list[str], home: Path, port: int, die_with_us: bool = False, **
     return Server(f"http://{HOST}:{port}/api", home, proc, log_path, _log=log)
 
 
+def app_command(port: int) -> list[str]:
+    """uvicorn serving our Prefect server app (autoresearch/prefect_app.py) on 127.0.0.1."""
+    return [
+        sys.executable, "-m", "uvicorn", "--factory", "autoresearch.prefect_app:create_app",
+        "--host", HOST, "--port", str(port), "--log-level", "error",
+    ]  # fmt: skip
+
+
 def start_server(
     home: Path, port: int | None = None, timeout_s: float = 120.0, **env: str
 ) -> Server:
-    """`prefect server start` (API and UI) on 127.0.0.1; waits for health. The UI is told its
-    own API's address, whatever the port."""
+    """A Prefect server (API and UI) on 127.0.0.1; waits for health. The UI is told its own
+    API's address, whatever the port."""
     port = port or free_port()
-    argv = prefect_command("server", "start", "--host", HOST, "--port", str(port))
     ui_api = {"PREFECT_UI_API_URL": f"http://{HOST}:{port}/api"}
-    return launch(argv, home, port, **(ui_api | env)).wait_healthy(timeout_s)
+    return launch(app_command(port), home, port, **(ui_api | env)).wait_healthy(timeout_s)
 
 
 def temporary_server(home: Path) -> Server:
     """A server for one command (no UI): it dies with this process, even by SIGKILL."""
-    argv = [
-        sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app",
-        "--host", HOST, "--port", str(port := free_port()), "--log-level", "error",
-    ]  # fmt: skip
-    return launch(argv, home, port, die_with_us=True, PREFECT_UI_ENABLED="0")
+    port = free_port()
+    return launch(app_command(port), home, port, die_with_us=True, PREFECT_UI_ENABLED="0")
 
 
 def _recorded(path: Path) -> dict[str, Any]:
@@ -340,12 +344,12 @@ def pools(path: Path, cwd: Path = PROJECT_ROOT) -> list[str]:
 
 
 def start_worker(
-    pool: str, api_url: str, home: Path | None = None, cwd: Path = PROJECT_ROOT
+    pool: str, api_url: str, home: Path | None = None, cwd: Path = PROJECT_ROOT, **env: str
 ) -> subprocess.Popen[Any]:
     """A process worker on `pool`; it stays in our process group, so Ctrl-C stops it with us."""
     return subprocess.Popen(
         prefect_command("worker", "start", "--pool", pool, "--type", "process"),
-        env=prefect_env(api_url, home),
+        env=prefect_env(api_url, home, **env),
         cwd=cwd,
         stdin=subprocess.DEVNULL,
     )

@@ -12,6 +12,8 @@ Conventions shared by every rule (see `decide`):
   rule's statistical test.
 - Simplicity: with complexity_cost > 0, a candidate that deletes more lines than it adds and is
   not worse (point estimate gain >= 0) is kept even when the statistical test does not pass.
+
+scipy is imported by the functions that use it: it takes a second to import, at every start.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from scipy import integrate, special, stats
 
 from core.study import DecisionConfig
 
@@ -138,6 +139,8 @@ def critical_value(k: float, dof: int) -> float:
     The Student t quantile with the same one-sided tail as k under a known sigma (k=2: 2.3%),
     so the false keep rate does not depend on how few runs calibrated sigma.
     """
+    from scipy import stats
+
     return float(stats.t.isf(stats.norm.sf(k), dof))
 
 
@@ -220,6 +223,8 @@ def mann_whitney(
 
     For timings and other positive measurements: the median ratio needs them positive.
     """
+    from scipy import stats
+
     if np.any(champion <= 0) or np.any(candidate <= 0):
         raise ValueError("mannwhitney compares median ratios and needs positive measurements")
     champ_med, cand_med = float(np.median(champion)), float(np.median(candidate))
@@ -245,6 +250,8 @@ def mann_whitney(
 
 def _prob_b_beats_a_sum(a_a: int, b_a: int, a_b: int, b_b: int) -> float:
     """Exact P(X_B > X_A), X ~ Beta(a, b), integer a_b: a finite sum of a_b positive terms."""
+    from scipy import special
+
     i = np.arange(a_b, dtype=float)
     log_terms = (
         special.betaln(a_a + i, b_a + b_b)
@@ -274,6 +281,8 @@ def prob_better(a_a: int, b_a: int, a_b: int, b_b: int) -> float:
 
 def prob_better_by(a_a: int, b_a: int, a_b: int, b_b: int, margin: float) -> float:
     """P(X_B > X_A + margin) by numerical integration over X_A's bulk (margin > 0)."""
+    from scipy import integrate, stats
+
     if margin <= 0:
         return prob_better(a_a, b_a, a_b, b_b)
     lo, hi = stats.beta.ppf(1e-14, a_a, b_a), stats.beta.isf(1e-14, a_a, b_a)

@@ -72,6 +72,7 @@ class Row:
     cost_usd: float = 0.0
     evidence: str = ""
     key: str = ""
+    built_on: str = ""  # a confirmation: the champion the candidate was first measured against
     extra: dict[str, str] = field(default_factory=dict, compare=False)  # unknown columns
 
     @property
@@ -100,6 +101,7 @@ OURS = [
     "cost_usd",
     "evidence",
     "key",
+    "built_on",
 ]
 INTS = {"experiment", "lines_added", "lines_removed"} | {c for c in OURS if c.startswith("tokens")}
 FLOATS = {"memory_gb", "duration_s", "cost_usd"}

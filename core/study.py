@@ -42,6 +42,9 @@ class EvaluatorConfig(Strict):
     """What every evaluator kind has. Each kind's model subclasses it (evaluators/<kind>.py)."""
 
     kind: str = "command"
+    # evaluate each candidate as a flow run on this Prefect work pool (workers anywhere), the
+    # candidate fetched from the study's `remote`
+    work_pool: str | None = None
 
     def describe(self) -> str:
         """One sentence for the researcher's prompt: how the number is measured."""
@@ -161,7 +164,18 @@ class StudyConfig(Strict):
     budget: BudgetConfig = BudgetConfig()
     sandbox: SandboxConfig = SandboxConfig()
     stop_after_crashes: int = Field(5, ge=0)  # in a row; 0: never stop for crashes
+    parallel: int | None = Field(None, ge=1)  # candidates in flight (default 1, or len(slots))
+    slots: list[dict[str, str]] = []  # each slot's environment, e.g. CUDA_VISIBLE_DEVICES
+    remote: str | None = None  # a git URL the candidates travel by to workers
     state_dir: str | None = None
+
+    @model_validator(mode="after")
+    def _enough_slots(self) -> StudyConfig:
+        if self.slots and self.parallel is not None and self.parallel > len(self.slots):
+            raise ValueError(f"parallel is {self.parallel} but slots gives {len(self.slots)} env")
+        if self.evaluator.work_pool and not self.remote:
+            raise ValueError("evaluator.work_pool needs `remote:` (a git URL the workers fetch)")
+        return self
 
     @field_validator("editable", "protected")
     @classmethod
@@ -192,6 +206,11 @@ class Study:
     @property
     def metric(self) -> MetricConfig:
         return self.config.metric
+
+    @property
+    def parallel(self) -> int:
+        """How many candidates may be in flight: `parallel`, else one per `slots` entry."""
+        return self.config.parallel or max(1, len(self.config.slots))
 
     @property
     def min_delta(self) -> float:

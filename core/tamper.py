@@ -30,7 +30,7 @@ class Watched:
         self.files = files
         self.folders = folders
         self._lock = threading.RLock()
-        self._open: list[Snapshot] = []
+        self._open: dict[int, Snapshot] = {}  # by id: two watches may hold equal snapshots
 
     def snapshot(self) -> Snapshot:
         paths = set(self.files)
@@ -44,12 +44,12 @@ class Watched:
         """Run the body (an evaluation); raise Tampered if it changed a watched file."""
         with self._lock:
             before = self.snapshot()
-            self._open.append(before)
+            self._open[id(before)] = before
         try:
             yield
         finally:
             with self._lock:
-                self._open.remove(before)
+                del self._open[id(before)]
                 changed = self._restore(before)
         if changed:
             names = ", ".join(sorted(p.name for p in changed))
@@ -61,7 +61,7 @@ class Watched:
         with self._lock:
             yield
             now = self.snapshot()
-            for snap in self._open:
+            for snap in self._open.values():
                 snap.clear()
                 snap.update(now)
 

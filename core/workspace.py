@@ -1,15 +1,19 @@
-"""The git workspace: a worktree of the study's repository on branch autoresearch/<study>.
+"""Git, for a study: the branch autoresearch/<study> (its head is the champion) and worktrees.
 
-The branch head is the champion. Candidates are commits on that branch; a discard is a hard reset
-back to the champion. The user's own checkout is never touched. Every git command of ours runs
-with hooks disabled, so that a hook planted in the repository never runs on our commits. A study
-starts from the repository's HEAD, so its folder must be committed there.
+A candidate is a commit made in a worktree detached at the champion it is built on; it is kept
+reachable under refs/autoresearch/<study>/<n> while in flight (a worker fetches it from there),
+and the branch moves to it only when it is kept (compare-and-swap: never over a champion that
+changed meanwhile). Several worktrees (slots) evaluate candidates at once. The user's own
+checkout is never touched. Every git command of ours runs with hooks disabled, so that a hook
+planted in the repository never runs on our commits. A study starts from the repository's
+HEAD, so its folder must be committed there.
 """
 
 from __future__ import annotations
 
 import hashlib
 import shutil
+import threading
 from pathlib import Path
 
 import git
@@ -21,7 +25,7 @@ NO_HOOKS = {  # git >= 2.31 reads config from the environment: core.hooksPath po
     "GIT_CONFIG_KEY_0": "core.hooksPath",
     "GIT_CONFIG_VALUE_0": "/dev/null",
 }
-IDENTITY = {  # commits on the study branch are the tool's, whatever git config says
+IDENTITY = {  # commits of candidates are the tool's, whatever git config says
     "GIT_AUTHOR_NAME": "autoresearch",
     "GIT_AUTHOR_EMAIL": "autoresearch@localhost",
     "GIT_COMMITTER_NAME": "autoresearch",
@@ -35,6 +39,10 @@ class GuardViolation(Exception):
 
 class NotCommitted(StudyError):
     """The study folder is not (all) in the repository's HEAD: nothing can start from it."""
+
+
+class Conflict(Exception):
+    """A candidate's change does not apply on the current champion."""
 
 
 def open_repo(path: Path) -> git.Repo:
@@ -61,41 +69,36 @@ def hash_paths(root: Path, paths: list[str]) -> dict[str, str]:
     return hashes
 
 
-class Workspace:
-    """One worktree of a study. `slot` names extra worktrees for parallel candidates later."""
+class StudyRepo:
+    """The user's repository as the study sees it: its branch, candidate refs, worktrees."""
 
-    def __init__(self, study: Study, slot: str = "worktree") -> None:
+    def __init__(self, study: Study) -> None:
         self.study = study
         self.branch = f"autoresearch/{study.name}"
-        self.path = study.state_dir / slot
-        self.slot = slot
         self.origin = open_repo(study.repo_root)
-        self._repo: git.Repo | None = None
+        self.lock = threading.Lock()  # one git command at a time on the shared refs
+
+    @property
+    def git_dir(self) -> Path:
+        return Path(self.origin.common_dir)
+
+    def candidate_ref(self, number: int) -> str:
+        return f"refs/autoresearch/{self.study.name}/{number}"
 
     # set-up ----------------------------------------------------------------------------
 
-    def open(self, fresh: bool = False) -> Workspace:
-        """Create the branch and the worktree if missing; never touch the user's checkout.
-
-        fresh: nothing is recorded yet, so the study (re)starts from the repository's HEAD,
-        which must hold the whole study folder, committed.
-        """
+    def start(self, fresh: bool = False) -> None:
+        """Create the branch if missing. fresh: nothing is recorded yet, so the study
+        (re)starts from the repository's HEAD, which must hold the whole study folder."""
         if fresh:
             self.check_committed()
         self._exclude_state_dir()
         self.remove_stale_locks()
-        heads = [h.name for h in self.origin.heads]
-        if self.branch not in heads:
-            self.origin.create_head(self.branch, self.origin.head.commit)
-        elif fresh and self.origin.heads[self.branch].commit != self.origin.head.commit:
-            self.origin.git.branch("--force", self.branch, self.origin.head.commit.hexsha)
-        if not (self.path / ".git").exists():
-            self.origin.git.worktree("prune")
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.origin.git.worktree("add", str(self.path), self.branch)
-        elif fresh and self.head() != self.origin.heads[self.branch].commit.hexsha:
-            self.reset(self.origin.heads[self.branch].commit.hexsha)
-        return self
+        head = self.origin.head.commit.hexsha
+        if self.branch not in [h.name for h in self.origin.heads]:
+            self.origin.create_head(self.branch, head)
+        elif fresh and self.branch_head() != head:
+            self.origin.git.update_ref(f"refs/heads/{self.branch}", head)
 
     def check_committed(self) -> None:
         """NotCommitted unless HEAD holds the study folder's files and none is changed."""
@@ -122,11 +125,11 @@ class Workspace:
 
         Only under the study's own lock (no other process of ours runs git on them).
         """
-        git_dir = Path(self.origin.git_dir)
         found = [
-            *(git_dir / "worktrees").glob("*/*.lock"),
-            git_dir / "refs" / "heads" / f"{self.branch}.lock",
-            git_dir / "logs" / "refs" / "heads" / f"{self.branch}.lock",
+            *(self.git_dir / "worktrees").glob("*/*.lock"),
+            self.git_dir / "refs" / "heads" / f"{self.branch}.lock",
+            self.git_dir / "logs" / "refs" / "heads" / f"{self.branch}.lock",
+            *(self.git_dir / "refs" / "autoresearch" / self.study.name).glob("*.lock"),
         ]
         ours = {p for p in found if p.exists() and self._ours(p)}
         for lock in ours:
@@ -135,7 +138,7 @@ class Workspace:
 
     def _ours(self, lock: Path) -> bool:
         """A lock of one of this study's worktrees (their admin folder names its path), or of
-        the study's branch."""
+        the study's refs."""
         if lock.parent.parent.name != "worktrees":
             return True
         gitdir = lock.parent / "gitdir"
@@ -150,7 +153,7 @@ class Workspace:
             rel = self.study.state_dir.relative_to(self.study.repo_root).parts[0]
         except ValueError:
             return
-        exclude = Path(self.origin.git_dir) / "info" / "exclude"
+        exclude = self.git_dir / "info" / "exclude"
         line = f"/{rel}/"
         text = exclude.read_text() if exclude.exists() else ""
         if line not in text.splitlines():
@@ -159,15 +162,84 @@ class Workspace:
                 text + ("" if text.endswith("\n") or not text else "\n") + line + "\n"
             )
 
+    # refs ------------------------------------------------------------------------------
+
+    def branch_head(self) -> str:
+        return self.origin.git.rev_parse(f"refs/heads/{self.branch}")
+
+    def full(self, sha: str) -> str:
+        return self.origin.git.rev_parse(f"{sha}^{{commit}}")
+
+    def advance(self, new: str, old: str) -> None:
+        """Move the branch from the champion `old` to `new`; GitCommandError when it moved."""
+        with self.lock:
+            self.origin.git.update_ref(f"refs/heads/{self.branch}", new, self.full(old))
+
+    def reset_branch(self, sha: str) -> None:
+        """Put the branch back at `sha` (repair: the ledger's champion)."""
+        with self.lock:
+            self.origin.git.update_ref(f"refs/heads/{self.branch}", self.full(sha))
+
+    def hold(self, number: int, sha: str) -> None:
+        """Keep a candidate reachable while it is in flight."""
+        with self.lock:
+            self.origin.git.update_ref(self.candidate_ref(number), sha)
+
+    def release(self, number: int) -> None:
+        with self.lock:
+            try:
+                self.origin.git.update_ref("-d", self.candidate_ref(number))
+            except git.GitCommandError:
+                pass  # never held, or already released
+
+    def push(self, remote: str, number: int, champion: str) -> None:
+        """Send a candidate (and the champion it is measured against) to the study's remote."""
+        ref = self.candidate_ref(number)
+        with self.lock:
+            self.origin.git.push(
+                remote, f"+{ref}:{ref}", f"+{self.full(champion)}:refs/heads/{self.branch}"
+            )
+
+    def show(self, sha: str, path: str) -> str:
+        return self.origin.git.show(f"{sha}:{path}")
+
+
+class Workspace:
+    """One worktree of a study (a slot), detached at the commit it measures."""
+
+    def __init__(self, study: Study, slot: str = "worktree", repo: StudyRepo | None = None) -> None:
+        self.study = study
+        self.path = study.state_dir / slot
+        self.slot = slot
+        self.repo_of_study = repo or StudyRepo(study)
+        self._repo: git.Repo | None = None
+
+    @property
+    def branch(self) -> str:
+        return self.repo_of_study.branch
+
+    @property
+    def origin(self) -> git.Repo:
+        return self.repo_of_study.origin
+
     def open_at(self, sha: str) -> Workspace:
-        """A detached worktree at a fixed commit: the champion, measured beside a candidate."""
-        if not (self.path / ".git").exists():
-            self.origin.git.worktree("prune")
-            self.origin.git.worktree("add", "--detach", str(self.path), sha)
-        elif not self.head().startswith(sha):
-            self.repo.git.checkout("--detach", "--force", sha)
-        self.repo.git.clean("-fd")
+        """The worktree, created if missing, detached and clean at `sha`."""
+        self.checkout(sha)
         return self
+
+    def checkout(self, sha: str) -> None:
+        """Detached at `sha`, with nothing else in the worktree (created if missing)."""
+        if not self.exists():
+            with self.repo_of_study.lock:
+                self.origin.git.worktree("prune")
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.origin.git.worktree("add", "--detach", str(self.path), sha)
+        repo = self.repo
+        if repo.head.is_detached and repo.head.commit.hexsha == self.repo_of_study.full(sha):
+            repo.git.reset("--hard")
+        else:
+            repo.git.checkout("--detach", "--force", sha)
+        repo.git.clean("-fd")
 
     @property
     def repo(self) -> git.Repo:
@@ -180,13 +252,16 @@ class Workspace:
         """The study folder inside the worktree: where the evaluator runs."""
         return self.path / self.study.rel
 
+    def exists(self) -> bool:
+        return (self.path / ".git").exists()
+
     def head(self) -> str:
         return self.repo.head.commit.hexsha
 
     # reading ---------------------------------------------------------------------------
 
     def editable_files(self) -> dict[str, str]:
-        """The editable files at the current head, repo-relative path -> text."""
+        """The editable files as checked out, repo-relative path -> text."""
         out: dict[str, str] = {}
         for rel in self.study.editable:
             target = self.path / rel
@@ -225,6 +300,26 @@ class Workspace:
             repo.git.commit("-m", message or "(no hypothesis)", "--no-verify")
         return self.head(), *self.line_counts("HEAD~1", "HEAD")
 
+    def rebase(self, sha: str, onto: str) -> tuple[str, int, int]:
+        """The change of commit `sha`, applied again on `onto` as a new commit; Conflict when it
+        does not apply cleanly (the worktree is left at `onto`)."""
+        self.checkout(onto)
+        repo = self.repo
+        try:
+            with repo.git.custom_environment(**IDENTITY):
+                repo.git.cherry_pick("--keep-redundant-commits", sha)
+        except git.GitCommandError as exc:
+            if (Path(repo.git_dir) / "CHERRY_PICK_HEAD").exists():
+                repo.git.cherry_pick("--abort")
+            self.checkout(onto)
+            said = str(exc.stderr).replace("stderr: '", "").strip(" '\n")
+            lines = [ln.strip() for ln in said.splitlines() if "CONFLICT" in ln or "error" in ln]
+            raise Conflict("; ".join(lines) or "the change does not apply") from None
+        if not repo.git.diff("HEAD~1", "HEAD"):
+            self.checkout(onto)
+            raise Conflict("the change is in the champion already")
+        return self.head(), *self.line_counts("HEAD~1", "HEAD")
+
     def check_commit(self, old: str, new: str, protected: dict[str, str]) -> None:
         """Reject a commit that touches a non-editable path or leaves a protected file changed."""
         changed = self.repo.git.diff("--name-only", old, new).splitlines()
@@ -256,9 +351,7 @@ class Workspace:
 
     def reset(self, sha: str) -> None:
         """Back to a known commit: drop the candidate commit and anything it left behind."""
-        repo = self.repo
-        repo.git.reset("--hard", sha)
-        repo.git.clean("-fd")
+        self.checkout(sha)
 
     def clean(self) -> None:
         """Drop files an evaluation left (untracked, not ignored): a planted `json.py` must not

@@ -186,14 +186,18 @@ class CommandEvaluator:
         self.metric = metric
 
     def evaluate(
-        self, workdir: Path, log_path: Path, sandbox: Sandbox | None = None
+        self,
+        workdir: Path,
+        log_path: Path,
+        sandbox: Sandbox | None = None,
+        env: dict[str, str] | None = None,
     ) -> Measurement:
         code, seconds = run_command(
             self.config.command,
             workdir,
             log_path,
             self.config.timeout_s,
-            clean_env(self.config.env),
+            clean_env(self.config.env | (env or {})),
             int(self.config.max_log_mb * 1_000_000),
             sandbox,
         )

@@ -225,7 +225,11 @@ class HttpEvaluator:
         self.steps = parse_json_path(config.json_path)
 
     def evaluate(
-        self, workdir: Path, log_path: Path, sandbox: Sandbox | None = None
+        self,
+        workdir: Path,
+        log_path: Path,
+        sandbox: Sandbox | None = None,
+        env: dict[str, str] | None = None,
     ) -> Measurement:
         """(No candidate code runs here: the sandbox has nothing to hold.)"""
         """One request (with retries); the number at json_path is the metric."""

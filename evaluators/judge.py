@@ -97,7 +97,11 @@ class JudgeEvaluator:
         return anthropic.Anthropic(api_key=key, base_url=base, timeout=60.0, max_retries=3)
 
     def evaluate(
-        self, workdir: Path, log_path: Path, sandbox: Sandbox | None = None
+        self,
+        workdir: Path,
+        log_path: Path,
+        sandbox: Sandbox | None = None,
+        env: dict[str, str] | None = None,
     ) -> Measurement:
         """(No candidate code runs here: the sandbox has nothing to hold.)"""
         start = time.monotonic()

@@ -8,25 +8,29 @@ when `lock_wait_s` says so.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from uuid import UUID
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
 from prefect.context import FlowRunContext
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
+from core.ledger import Row
 from core.lock import StudyLock
 from flows.experiment import experiment
 from proposers import choose_kind, make_proposer
 from steps import report
 from steps.budget import Budget
-from steps.lab import Lab, ensure_startable
+from steps.lab import ensure_startable
 from steps.plugins import load_study
-from tasks import holdout, publish
+from steps.trial import Stop, Trial
+from tasks import calibrate, claim, holdout, open_lab, prepare, publish, reserve
 
 
 @flow(name="campaign")
-def campaign(
+async def campaign(
     study: str,
     experiments: int | None = None,
     minutes: float | None = None,
@@ -34,15 +38,17 @@ def campaign(
     seed: int | None = None,
     lock_wait_s: float = 0.0,
     researcher: Any = None,  # a Proposer; Any, since Prefect validates parameters
+    parallel: int | None = None,
 ) -> dict[str, Any]:
-    """K experiments (`experiments`; 0: until stopped) or M minutes on one study.
+    """K experiments (`experiments`; 0: until stopped) or M minutes on one study, with up to
+    `parallel` (default: the study's) candidates in flight at once.
 
     `researcher`: a proposer object to use instead of the study's (tests pass one).
     """
     spec = load_study(study)
     ensure_startable(spec)
     with StudyLock(spec.state_dir, spec.name, lock_wait_s, what=_who()):
-        return _campaign(study, experiments, minutes, proposer, seed, researcher)
+        return await _campaign(study, experiments, minutes, proposer, seed, researcher, parallel)
 
 
 def _who() -> str:
@@ -56,15 +62,14 @@ def _who() -> str:
 
 
 class Progress:
-    """The UI's progress artifact: experiments done of planned (or minutes used of the budget)."""
+    """The UI's progress artifact: experiments done of planned (or minutes used of the budget),
+    and how many are in flight."""
 
     def __init__(self, name: str, budget: Budget) -> None:
-        self.budget = budget
-        self.id: UUID = create_progress_artifact(
-            0.0, key=f"{report.artifact_key(name)}-progress", description=self.text()
-        )
+        self.name, self.budget = name, budget
+        self.id: UUID | None = None
 
-    def text(self, note: str = "") -> str:
+    def text(self, in_flight: int = 0, note: str = "") -> str:
         b = self.budget
         if b.planned:
             text = f"{b.done} of {b.planned} experiments done"
@@ -72,9 +77,10 @@ class Progress:
             text = f"{b.done} experiments done, {b.minutes_used():.1f} of {b.minutes:g} min"
         else:
             text = f"{b.done} experiments done, running until stopped"
+        text += f", {in_flight} in flight" if in_flight else ""
         return f"{text}; {note}" if note else text
 
-    def update(self, note: str = "") -> None:
+    async def update(self, in_flight: int = 0, note: str = "") -> None:
         b = self.budget
         if b.planned:
             pct = 100.0 * b.done / b.planned
@@ -82,36 +88,81 @@ class Progress:
             pct = 100.0 * b.minutes_used() / b.minutes
         else:
             pct = 0.0
-        update_progress_artifact(self.id, min(pct, 100.0), description=self.text(note))
+        text = self.text(in_flight, note)
+        if self.id is None:
+            key = f"{report.artifact_key(self.name)}-progress"
+            self.id = await acreate_progress_artifact(min(pct, 100.0), key=key, description=text)
+        else:
+            await aupdate_progress_artifact(self.id, min(pct, 100.0), description=text)
 
 
-def _campaign(
+async def _campaign(
     study: str,
     experiments: int | None,
     minutes: float | None,
     proposer: str | None,
     seed: int | None,
     researcher: Any,
+    parallel: int | None,
 ) -> dict[str, Any]:
     log = get_run_logger()
-    lab = Lab.open(study)
+    lab = await open_lab(study, parallel)
     first = lab.ledger.next_experiment()
     kind, why = choose_kind(lab.study, proposer)
     researcher = researcher or make_proposer(lab.study, kind, seed)
-    log.info("study %s: %s", lab.study.name, why)
+    log.info("study %s: %s, %d in flight at most", lab.study.name, why, lab.parallel)
+    await prepare(lab, researcher)
     budget = Budget(lab.study, experiments, minutes)
     progress = Progress(lab.study.name, budget)
-    while budget.more():
-        number = lab.ledger.next_experiment()
-        out = experiment.with_options(flow_run_name=f"{lab.study.name}-{number}")(
-            study, researcher=researcher
+    await progress.update()
+    queue = lab.resumable()  # what a killed run left in flight: their numbers, first
+    running: dict[asyncio.Task[Row | Stop], Trial] = {}
+
+    async def start(trial: Trial) -> None:
+        begun = asyncio.Event()
+        name = f"{lab.study.name}-{trial.experiment}"
+        call = experiment.with_options(flow_run_name=name)(
+            study, researcher=researcher, lab=lab, trial=trial, started=begun
         )
-        budget.account(out)
-        progress.update()
+        running[asyncio.ensure_future(call)] = trial
+        await begun.wait()  # one flow run created at a time: SQLite servers stay responsive
+
+    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):  # the campaign's is enough
+        try:
+            while True:
+                while len(running) < lab.parallel and (queue or budget.more()):
+                    if lab.champion() is None and running:
+                        break  # the baseline first, alone
+                    if lab.champion() and not running and lab.needs_calibration():
+                        await calibrate(lab, f"{lab.ledger.next_experiment()}-calibration")
+                    if queue:
+                        trial = queue.pop(0)
+                        await claim(lab, trial)
+                    else:
+                        trial = await reserve(lab)
+                        budget.started += 1
+                    await start(trial)
+                if not running:
+                    break
+                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    lab.release(running.pop(task))
+                    budget.account(task.result())
+                await progress.update(len(running))
+        finally:
+            await _settle(running)
     if budget.stop:
         log.warning(budget.stop)
-    progress.update(budget.stop)
-    holdout(lab, at_end=True)
+    await progress.update(note=budget.stop)
+    await holdout(lab, at_end=True)
     overfitting = lab.overfitting_since(first)
-    summary = publish(lab)
+    summary = await publish(lab)
     return summary | {"ran": budget.done, "stop": budget.stop, "overfitting": overfitting}
+
+
+async def _settle(running: dict[asyncio.Task[Row | Stop], Trial]) -> None:
+    """On the way out with experiments in flight (an error, a stop now): let them end; their
+    pending records stay, and the next start resumes them."""
+    for task in running:
+        task.cancel()
+    await asyncio.gather(*running, return_exceptions=True)

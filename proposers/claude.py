@@ -382,7 +382,7 @@ class ClaudeProposer:
         self.prices = price_for(config.model, config.prices)
         self.spent_usd = 0.0  # everything this proposer has cost, learnings included
         self.usage_total = Usage()
-        self.thread: Thread | None = None
+        self.threads: dict[str, Thread] = {}  # by proposal key: several may be in flight
 
     def _client(self, key: str, max_retries: int) -> anthropic.Anthropic:
         import anthropic
@@ -498,9 +498,9 @@ class ClaudeProposer:
                 continue
             calls = [b.id for b in message.content if b.type == "tool_use"]
             said = {"role": "assistant", "content": _blocks(message, self.secrets)}
-            self.thread = Thread(proposal.key, system, [*messages, said], calls, context.learnings)
+            thread = Thread(proposal.key, system, [*messages, said], calls, context.learnings)
+            self.threads[proposal.key] = thread
             return proposal
-        self.thread = None
         raise InvalidProposal(
             f"no usable proposal after {FEEDBACK_ROUNDS} retries: {reason}", usage, self.cost(usage)
         )
@@ -552,8 +552,8 @@ class ClaudeProposer:
         self, context: Context, outcome: Outcome, limit: int
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Continue the proposal's conversation when we hold it, else start afresh."""
-        thread, self.thread = self.thread, None
-        if thread is None or thread.key != outcome.proposal.key:
+        thread = self.threads.pop(outcome.proposal.key, None)
+        if thread is None:
             return self._prefix(context, prompt.learn_task(context, outcome, limit))
         report = prompt.outcome_text(context, outcome, with_diff=False)
         followup = prompt.learn_followup(context, limit, context.learnings != thread.learnings)

@@ -158,6 +158,15 @@ def render_learnings(context: Context) -> str:
     return f"<learnings>\n{text}\n</learnings>"
 
 
+def render_in_flight(context: Context) -> str:
+    """The hypotheses being measured right now in other slots: not to be proposed again."""
+    if not context.in_flight:
+        return ""
+    lines = "\n".join(f"- {' '.join(p.hypothesis.split())[:DESCRIPTION_CHARS]}"
+                      for p in context.in_flight)  # fmt: skip
+    return f"## Being evaluated now, in parallel (do not duplicate these)\n{lines}\n\n"
+
+
 def render_crash(context: Context) -> str:
     if not context.last_crash:
         return ""
@@ -210,6 +219,7 @@ def task_text(context: Context, rows: int, agent: bool = False) -> str:
         "## Learnings (resource.md: notes kept by you and edited by people; a person's edits "
         f"take precedence)\n{render_learnings(context)}\n\n"
         f"{render_crash(context)}"
+        f"{render_in_flight(context)}"
         "## Your task\n"
         f"Propose the next experiment: one change to the editable files that you expect to make "
         f"`{m.name}` {better}. Do not repeat an experiment listed above. {ask}\n"

@@ -24,6 +24,7 @@ class Budget:
         self.usd = budget.usd
         self.crash_limit = study.config.stop_after_crashes
         self.start = time.monotonic()
+        self.started = 0  # new experiments started (not counting those resumed)
         self.done = 0
         self.spent = 0.0
         self.crashes: list[Row] = []  # the current run of crashes
@@ -38,11 +39,11 @@ class Budget:
 
     def more(self) -> bool:
         """Start another experiment? When not for a reason other than the planned number being
-        done, `stop` says why."""
+        started, `stop` says why."""
         if not self.stop:
             asked = "stopped by request (signal)" if stop_requested.is_set() else ""
             self.stop = asked or self._minutes_left() or self._dollars_left()
-        return not self.stop and (self.planned is None or self.done < self.planned)
+        return not self.stop and (self.planned is None or self.started < self.planned)
 
     def _minutes_left(self) -> str:
         if self.minutes is not None and self.minutes_used() >= self.minutes:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 
 import git
 
@@ -31,52 +30,50 @@ def examine(lab: Lab) -> list[Finding]:
         rows = lab.ledger.rows()
     except LedgerError as exc:
         return [Finding("ledger readable", False, str(exc))]
-    found = [_numbers(lab, [r.experiment for r in rows]), _torn(lab)]
+    in_flight = set(lab.pending.numbers())
+    found = [_numbers([r.experiment for r in rows], in_flight), _torn(lab)]
     champ = lab.champion()
-    branch = lab.workspace.origin.heads[lab.workspace.branch] if _has_branch(lab) else None
+    head = lab.repo.branch_head() if _has_branch(lab) else ""
     kept = [r.commit for r in rows if r.status == Status.KEEP]
-    off = [c for c in kept if branch is None or not _is_ancestor(lab, c, branch.commit.hexsha)]
+    off = [c for c in kept if not head or not _is_ancestor(lab, c, head)]
     found.append(Finding("kept commits on the study branch", not off, ", ".join(off)))
-    head = branch.commit.hexsha if branch else ""
     on_champ = champ is None or head.startswith(champ.commit)
     found.append(
         Finding("branch head = champion", on_champ, f"{head[:7]} != {champ and champ.commit}", True)
     )
-    found += [_worktree(lab), _locks(lab), _leftovers(lab), _protected(lab)]
+    found += [_worktrees(lab), _locks(lab), _leftovers(lab), _protected(lab)]
     return found
 
 
 def fix(lab: Lab) -> list[str]:
     """Repair what is safe to repair; what was done."""
     done = []
-    if locks := lab.workspace.remove_stale_locks():
+    if locks := lab.repo.remove_stale_locks():
         done.append(f"removed {len(locks)} stale git lock(s)")
     if lab.ledger.repair():
         done.append("cut a torn last line off results.tsv")
     champ = lab.champion()
-    if champ and _has_branch(lab):
-        branch = lab.workspace.origin.heads[lab.workspace.branch]
-        if not branch.commit.hexsha.startswith(champ.commit):
-            full = lab.workspace.origin.commit(champ.commit).hexsha
-            lab.workspace.origin.git.branch("--force", lab.workspace.branch, full)
-            done.append(f"moved the study branch to the champion {champ.commit}")
-    if (lab.workspace.path / ".git").exists():
-        before = lab.workspace.head()
+    if champ and _has_branch(lab) and not lab.repo.branch_head().startswith(champ.commit):
+        lab.repo.reset_branch(champ.commit)
+        done.append(f"moved the study branch to the champion {champ.commit}")
+    if not _worktrees(lab).ok or not _leftovers(lab).ok:
         lab.repair()
-        if lab.workspace.head() != before or not _worktree(lab).ok:
-            done.append("reset the worktree to the champion")
+        done.append("stopped leftover evaluators; worktrees reset to the champion")
     return done
 
 
-def _numbers(lab: Lab, numbers: list[int]) -> Finding:
+def _numbers(numbers: list[int], in_flight: set[int]) -> Finding:
+    """1..n, once each; a gap is fine while its number is in flight (pending)."""
     doubles = sorted(n for n, c in Counter(numbers).items() if c > 1)
-    gaps = sorted(set(range(1, max(numbers, default=0) + 1)) - set(numbers))
+    top = max([*numbers, *in_flight], default=0)
+    gaps = sorted(set(range(1, top + 1)) - set(numbers) - in_flight)
     detail = "; ".join(
         part
         for part in (f"doubles {doubles}" if doubles else "", f"gaps {gaps}" if gaps else "")
         if part
     )
-    return Finding(f"ledger rows 1..{len(numbers)}, no gap, no double", not detail, detail)
+    flying = f" ({len(in_flight)} in flight)" if in_flight else ""
+    return Finding(f"ledger rows 1..{top}, no gap, no double{flying}", not detail, detail)
 
 
 def _torn(lab: Lab) -> Finding:
@@ -86,34 +83,40 @@ def _torn(lab: Lab) -> Finding:
 
 
 def _has_branch(lab: Lab) -> bool:
-    return lab.workspace.branch in [h.name for h in lab.workspace.origin.heads]
+    return lab.repo.branch in [h.name for h in lab.repo.origin.heads]
 
 
 def _is_ancestor(lab: Lab, commit: str, head: str) -> bool:
     try:
-        lab.workspace.origin.git.merge_base("--is-ancestor", commit, head)
+        lab.repo.origin.git.merge_base("--is-ancestor", commit, head)
         return True
     except git.GitCommandError:
         return False
 
 
-def _worktree(lab: Lab) -> Finding:
-    path = lab.workspace.path
-    if not (path / ".git").exists():
-        return Finding("worktree clean, at the branch head", True, "no worktree yet")
-    repo = lab.workspace.repo
-    dirty = repo.is_dirty(untracked_files=True)
-    detached = repo.head.is_detached or repo.active_branch.name != lab.workspace.branch
-    ok = not dirty and not detached
-    what = "uncommitted changes" if dirty else "not on the study branch"
-    return Finding("worktree clean, at the branch head", ok, "" if ok else what, True)
+def _worktrees(lab: Lab) -> Finding:
+    """Every slot that is not measuring a candidate in flight: clean, at the champion."""
+    champ = lab.champion()
+    if champ is None:
+        return Finding("worktrees clean, at the champion", True, "no champion yet")
+    busy = {r.get("slot") for r in lab.pending.all()}
+    bad = []
+    for slot in lab.slots.all:
+        ws = slot.workspace
+        if not ws.exists() or slot.index in busy:
+            continue
+        if ws.repo.is_dirty(untracked_files=True):
+            bad.append(f"{ws.slot}: uncommitted changes")
+        elif not ws.head().startswith(champ.commit):
+            bad.append(f"{ws.slot}: at {ws.head()[:7]}, not the champion")
+    return Finding("worktrees clean, at the champion", not bad, "; ".join(bad), True)
 
 
 def _locks(lab: Lab) -> Finding:
-    git_dir = Path(lab.workspace.origin.git_dir)
+    git_dir = lab.repo.git_dir
     names = [
         *(git_dir / "worktrees").glob("*/*.lock"),
-        git_dir / "refs" / "heads" / f"{lab.workspace.branch}.lock",
+        git_dir / "refs" / "heads" / f"{lab.repo.branch}.lock",
     ]
     stale = [str(p.relative_to(git_dir)) for p in names if p.exists()]
     return Finding("no stale git locks", not stale, ", ".join(stale), True)

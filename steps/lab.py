@@ -1,47 +1,61 @@
-"""The lab: one study's workspace, ledger, state and instrument, and the steps of an experiment.
+"""The lab: one study's repository, ledger, state, instrument and slots, and the steps of an
+experiment.
 
 Each method is one step that a Prefect task wraps (tasks/ stays thin). Opening a lab repairs
-whatever an interrupted run left: the worktree goes back to the ledger's champion.
+whatever an interrupted run left: the branch goes back to the ledger's champion, every slot to
+a clean checkout of it, and the candidates it left in flight are kept to be resumed.
 """
 
 from __future__ import annotations
 
-import math
-import statistics
-from dataclasses import replace
+import asyncio
+import hashlib
+import threading
 from pathlib import Path
+from typing import Any
 
 from core import learnings, sandbox
 from core.decide import Verdict, decide, gain
 from core.ledger import Champion, Ledger, Row, Status
+from core.pending import Pending
 from core.processes import kill_recorded
 from core.sandbox import Sandbox
 from core.secrets import redact
 from core.state import State
 from core.study import DecisionConfig, Study
-from core.tamper import Tampered, Watched
-from core.workspace import GuardViolation, Workspace
+from core.tamper import Watched
+from core.workspace import GuardViolation, StudyRepo, Workspace
 from evaluators import make_evaluator
 from evaluators.base import Evaluator, Measurement
 from evaluators.command import CommandConfig, CommandEvaluator
 from proposers.base import Context, InvalidProposal, Learned, Outcome, Proposal, Proposer
 from steps.champion import ChampionRecord, counts
+from steps.instrument import Instrument, log_path
 from steps.plugins import load_study
-from steps.trial import Candidate, Trial
+from steps.slots import Slot, Slots
+from steps.trial import Candidate, Remeasure, Trial
 
 DEFAULT_PROGRAM = Path(__file__).resolve().parent.parent / "program.md"
 
 
 class Lab:
-    def __init__(self, study: Study) -> None:
+    def __init__(self, study: Study, parallel: int | None = None) -> None:
         self.study = study
-        self.workspace = Workspace(study)
+        self.repo = StudyRepo(study)
         self.ledger = Ledger(study.state_dir / "results.tsv", study.metric.name)
         self.state = State(study.state_dir / "state.json")
+        self.pending = Pending(study.state_dir)
         self.record = ChampionRecord(self.ledger, self.state)
         self.evaluator: Evaluator = make_evaluator(study)
         self.sandboxed = study.config.sandbox.enabled
         self.own_files = self._own_files()
+        self.instrument = Instrument(
+            study, self.evaluator, self.protected, self.own_files, self.sandbox
+        )
+        self.parallel = parallel or study.parallel
+        self.slots = Slots(study, self.repo, self.parallel)
+        self.numbering = threading.Lock()
+        self.turn = asyncio.Lock()  # whose turn it is to decide and record: one at a time
 
     def __deepcopy__(self, memo: dict[int, object]) -> Lab:
         """A lab is one study's live state: a copy (Prefect copies transaction values) is
@@ -49,21 +63,24 @@ class Lab:
         return self
 
     @classmethod
-    def open(cls, path: str | Path) -> Lab:
-        lab = cls(load_study(path))
-        lab.workspace.open(fresh=lab.champion() is None)
+    def open(cls, path: str | Path, parallel: int | None = None) -> Lab:
+        lab = cls(load_study(path), parallel)
+        lab.repo.start(fresh=lab.champion() is None)
         lab.repair()
         return lab
+
+    @property
+    def workspace(self) -> Workspace:
+        """Slot 1's worktree: where the baseline, a calibration and `check` run."""
+        return self.slots[1].workspace
 
     def _own_files(self) -> Watched:
         """What no evaluation may change: the study's state and the repository's git config
         and hooks (learnings too when there is no sandbox to hide them)."""
-        state = self.study.state_dir
-        git_dir = Path(self.workspace.origin.git_dir)
-        files = [self.ledger.path, self.state.path, git_dir / "config"]
+        files = [self.ledger.path, self.state.path, self.repo.git_dir / "config"]
         if not self.sandboxed:
             files.append(self.resource_path)
-        return Watched(files, [git_dir / "hooks", state / "pending"])
+        return Watched(files, [self.repo.git_dir / "hooks", self.pending.folder])
 
     # paths -----------------------------------------------------------------------------
 
@@ -72,36 +89,48 @@ class Lab:
         return self.study.state_dir / "resource.md"
 
     def log_path(self, experiment: int | str, run: int = 0, arm: str = "") -> Path:
-        """logs/<n>.log for the first run; logs/<n>-<run>.log and logs/<n>-champion-<run>.log."""
-        suffix = (f"-{arm}" if arm else "") + (f"-{run + 1}" if run or arm else "")
-        return self.study.state_dir / "logs" / f"{experiment}{suffix}.log"
+        return log_path(self.study, experiment, run, arm)
 
     # state -----------------------------------------------------------------------------
 
     def champion(self) -> Champion | None:
         return self.ledger.champion()
 
-    def repair(self) -> None:
-        """Undo what a killed run left: its evaluator still running, its unrecorded candidate,
-        a ledger line torn mid-append.
+    def champion_commit(self) -> str:
+        """The champion's full commit (before the baseline: the branch head)."""
+        champ = self.champion()
+        return self.repo.full(champ.commit) if champ else self.repo.branch_head()
 
-        Also records the protected files' hashes when the study starts.
-        """
+    def repair(self) -> None:
+        """Undo what a killed run left: its evaluators still running, a ledger line torn
+        mid-append, a branch moved for a keep whose row never landed, slots mid-candidate;
+        drop the in-flight records whose rows did land. Records the protected files' hashes
+        when the study starts."""
         for pid_file in (self.study.state_dir / "logs").glob("*.pgid"):
             kill_recorded(pid_file)
         self.ledger.repair()
-        champ = self.champion()
-        if champ and not self.workspace.head().startswith(champ.commit):
-            self.workspace.reset(champ.commit)
-        elif self.workspace.repo.is_dirty(untracked_files=True):
-            self.workspace.reset(self.workspace.head())
-        if champ is None or "protected" not in self.state.load():  # fixed at the baseline
+        recorded = self.ledger.experiments()
+        for number in self.pending.numbers():
+            if number in recorded:
+                self.pending.drop(number)
+                self.repo.release(number)
+        champ = self.champion_commit()
+        if self.repo.branch_head() != champ:
+            self.repo.reset_branch(champ)
+        for slot in self.slots.all:
+            if slot.workspace.exists() or slot.index == 1:
+                slot.workspace.open_at(champ)
+        if self.champion() is None or "protected" not in self.state.load():
             self.state.update(protected=self.workspace.protected_hashes())
+
+    def protected(self) -> dict[str, str]:
+        return self.state.load()["protected"]
 
     def choose_sandbox(self, writes_code: bool) -> str:
         """Decide, once per campaign, whether candidates run sandboxed; a notice when not."""
         self.sandboxed, notice = sandbox.choose(self.study.config.sandbox.enabled, writes_code)
         self.own_files = self._own_files()
+        self.instrument.own_files = self.own_files
         return notice
 
     def sandbox(self, workspace: Workspace) -> Sandbox | None:
@@ -111,34 +140,81 @@ class Lab:
         cfg, study = self.study.config.sandbox, self.study
         return Sandbox(
             worktree=workspace.path,
-            hidden=(study.state_dir, Path(self.workspace.origin.git_dir)),
+            hidden=(study.state_dir, self.repo.git_dir),
             network=bool(getattr(study.config.evaluator, "network", False)),
             readable=tuple(study.path_option(p) for p in cfg.readable),
             writable=tuple(study.path_option(p) for p in cfg.writable),
         )
 
-    def protected(self) -> dict[str, str]:
-        return self.state.load()["protected"]
+    # candidates in flight ----------------------------------------------------------------
 
-    def reset_to_champion(self) -> None:
-        champ = self.champion()
-        self.workspace.reset(champ.commit if champ else self.workspace.head())
+    def reserve(self) -> Trial:
+        """The next experiment number and a free slot; recorded before anything is done."""
+        with self.numbering:
+            taken = self.ledger.experiments() | set(self.pending.numbers())
+            number = max(taken, default=0) + 1
+            slot = self.slots.claim(number)
+            trial = Trial(number, slot.index)
+            self.note(trial)
+        return trial
+
+    def note(self, trial: Trial, **more: Any) -> None:
+        """The trial's pending record, as it stands now (an evaluation in another slot may be
+        watching the folder: this is the tool's own write)."""
+        with self.own_files.writing():
+            record = self.pending.read(trial.experiment)
+            self.pending.write(trial.experiment, trial.record() | {
+                k: v for k, v in record.items() if k == "flow_run"
+            } | more)  # fmt: skip
+
+    def resumable(self) -> list[Trial]:
+        """The trials a killed run left in flight, oldest first: each resumes its number (a
+        holdout check left so resumes when it is next due)."""
+        recorded = self.ledger.experiments()
+        return [
+            Trial.resume(r)
+            for r in self.pending.all()
+            if r["experiment"] not in recorded and r.get("stage") != "holdout"
+        ]
+
+    def claim(self, trial: Trial) -> None:
+        """A slot for a resumed trial (its own if free)."""
+        trial.slot = self.slots.claim(trial.experiment, trial.slot).index
+        self.note(trial)
+
+    def release(self, trial: Trial) -> None:
+        self.slots.release(trial.experiment)
+
+    def in_flight(self, but: int) -> list[Proposal]:
+        """The proposals being measured now, other than experiment `but`'s."""
+        return [
+            Trial.resume(r).proposal  # type: ignore[misc]
+            for r in self.pending.all()
+            if r.get("proposal") and r["experiment"] != but
+        ]
+
+    def slot(self, trial: Trial) -> Slot:
+        return self.slots[trial.slot]
 
     # steps -----------------------------------------------------------------------------
 
-    def context(self, experiment: int) -> Context:
+    def context(self, trial: Trial) -> Context:
+        """What the researcher reads: the champion as checked out in the trial's slot."""
         rows = self.ledger.rows()
+        flying = self.in_flight(trial.experiment)
+        workspace = self.slot(trial).workspace
         return Context(
             study=self.study,
             program=self.study.program_text(DEFAULT_PROGRAM),
-            files=self.workspace.editable_files(),
+            files=workspace.editable_files(),
             protected=self.study.protected,
             history=rows,
             learnings=learnings.read(self.resource_path),
             last_crash=self.last_crash(rows),
-            experiment=experiment,
-            workdir=self.workspace.path,
-            tried={r.key for r in rows if r.key},
+            experiment=trial.experiment,
+            workdir=workspace.path,
+            tried={r.key for r in rows if r.key} | {p.key for p in flying if p.key},
+            in_flight=flying,
         )
 
     def last_crash(self, rows: list[Row]) -> str | None:
@@ -155,101 +231,130 @@ class Lab:
         return "\n".join(log.splitlines()[-50:])
 
     def propose(self, researcher: Proposer, trial: Trial) -> Proposal:
+        """The slot checked out at the champion, then the researcher's proposal for it."""
+        self.slot(trial).workspace.checkout(self.champion_commit())
         try:
-            proposal = researcher.propose(self.context(trial.experiment))
+            proposal = researcher.propose(self.context(trial))
         except InvalidProposal as exc:  # it still cost tokens: they go into its row
             why = f"invalid proposal: {exc}"
             trial.propose(Proposal(why, {}, researcher.name, "", exc.usage, exc.cost_usd))
             raise
         trial.propose(proposal)
+        self.note(trial)
         return proposal
 
-    def apply(self, proposal: Proposal, trial: Trial | None = None) -> Candidate:
-        """Commit the proposal; reject it (and leave the champion checked out) if it oversteps."""
-        parent = self.workspace.head()
+    def apply(self, trial: Trial) -> Candidate:
+        """Commit the proposal in the trial's slot, on the champion; reject it (and leave the
+        champion checked out) if it oversteps. A resumed trial keeps its commit."""
+        workspace = self.slot(trial).workspace
+        if trial.candidate is not None:
+            workspace.checkout(trial.candidate.sha)
+            return trial.candidate
+        assert trial.proposal is not None
+        base = self.champion_commit()
+        workspace.checkout(base)
         try:
-            sha, added, removed = self.workspace.apply(proposal.files, redact(proposal.hypothesis))
-            self.workspace.check_commit(parent, sha, self.protected())
+            message = redact(trial.description)
+            sha, added, removed = workspace.apply(trial.proposal.files, message)
+            workspace.check_commit(base, sha, self.protected())
         except GuardViolation:
-            self.workspace.reset(parent)
+            workspace.checkout(base)
             raise
         candidate = Candidate(sha, added, removed)
-        if trial is not None:
-            trial.apply(candidate)
+        trial.apply(candidate, base)
+        self.repo.hold(trial.experiment, sha)
+        self.note(trial)
         return candidate
 
-    def run_once(
-        self, workspace: Workspace, log: Path, evaluator: Evaluator | None = None
-    ) -> Measurement:
-        """One run of the instrument, in its sandbox, with the protected files and the study's
-        own files checked before and after it."""
-        protected = self.protected()
-        workspace.check_protected(protected)
-        workspace.drop_bytecode()
-        instrument = evaluator or self.evaluator
-        try:
-            with self.own_files.watch():
-                m = instrument.evaluate(workspace.study_dir, log, self.sandbox(workspace))
-        except Tampered as exc:
-            workspace.reset(workspace.head())
-            raise GuardViolation(str(exc)) from None
-        try:
-            workspace.check_protected(protected)
-        except GuardViolation as exc:
-            workspace.reset(workspace.head())  # restore the protected files
-            raise GuardViolation(f"voided at run time: {exc}") from None
-        workspace.clean()
-        return m
-
-    def evaluate(self, experiment: int | str, runs: int = 1) -> Measurement:
-        """Measure what is checked out, `runs` times (its first log is logs/<experiment>.log)."""
-        results = [self.run_once(self.workspace, self.log_path(experiment, i)) for i in range(runs)]
-        return self.usable(combine(results, self.median))
-
-    def usable(self, m: Measurement) -> Measurement:
-        """A crash, with its reason, when the rule needs what the evaluator did not report."""
-        if m.status == "ok" and self.rule.rule == "beta_binomial" and counts(m) is None:
-            return replace(m, status="crash", reason="beta_binomial needs `successes` and `trials`")
-        return m
-
-    def evaluate_paired(self, experiment: int) -> tuple[Measurement, list[float]]:
-        """Candidate and champion interleaved (A B A B ...), so drift hits both alike."""
-        champ = self.champion()
-        assert champ is not None
-        beside = Workspace(self.study, "champion").open_at(champ.commit)
-        mine: list[Measurement] = []
-        theirs: list[float] = []
-        for i in range(self.repeats):
-            mine.append(self.run_once(self.workspace, self.log_path(experiment, i)))
-            if mine[-1].status != "ok":
-                break
-            other = self.run_once(beside, self.log_path(experiment, i, "champion"))
-            theirs.append(other.metric if other.metric is not None else math.nan)
-        m = self.usable(combine(mine, self.median))
-        if m.status == "ok" and not any(math.isfinite(v) for v in theirs):
-            m = replace(m, status="crash", reason="every re-run of the champion crashed")
-        return m, theirs
-
-    def measure(self, trial: Trial) -> tuple[Measurement, list[float] | None]:
-        """The candidate, as the rule needs it measured: once, repeated, or beside the champion."""
+    def measure(self, trial: Trial) -> Measurement:
+        """The candidate, as the rule needs it measured: once, repeated, or interleaved with
+        the champion it is built on, on the trial's slot."""
+        slot = self.slot(trial)
         if self.paired:
-            m, champion_runs = self.evaluate_paired(trial.experiment)
+            champion = slot.champion.open_at(trial.built_on)
+            m, runs = self.instrument.paired(
+                slot.workspace, champion, trial.experiment, self.repeats, slot.env
+            )
+            trial.champion_runs = runs
         else:
-            m, champion_runs = self.evaluate(trial.experiment, self.repeats), None
+            m = self.instrument.repeat(slot.workspace, trial.experiment, self.repeats, slot.env)
         trial.measurement = m
-        return m, champion_runs
+        return m
 
-    def baseline(self, trial: Trial) -> tuple[Status, str]:
-        """The unchanged artifact, measured (several times when the rule needs its noise): kept,
-        crashed, or rejected when it broke a guard."""
-        trial.description, trial.commit = "baseline", self.workspace.head()
-        sigma = self.rule.rule == "sigma"
+    def decide(self, trial: Trial) -> Verdict | Remeasure:
+        """Keep or discard, against the champion now. A candidate built on an older champion is
+        never kept on that measurement alone: when it beats the champion now, its change is to
+        be applied again on that champion and measured again (Remeasure)."""
+        assert trial.measurement is not None and trial.candidate is not None
+        current = self.champion_commit()
+        if trial.built_on == current:
+            return self.judge(trial.measurement, trial.candidate, trial.champion_runs)
+        verdict = self.judge(trial.measurement, trial.candidate)
+        champ = self.champion()
+        since = f"#{champ.experiment}" if champ else "the baseline"
+        if verdict.status != "keep":
+            why = f"built on {trial.built_on[:7]}; against the champion kept since ({since})"
+            return Verdict("discard", f"{why}: {verdict.reason}", f"{why}: {verdict.evidence}")
+        return Remeasure(current, f"the champion moved to {current[:7]} ({since})")
+
+    def remeasure(self, trial: Trial, onto: str) -> Candidate:
+        """Apply the candidate's change again on the champion `onto` (Conflict if it does not
+        apply)."""
+        assert trial.candidate is not None
+        workspace = self.slot(trial).workspace
+        sha, added, removed = workspace.rebase(trial.candidate.sha, onto)
+        workspace.check_commit(onto, sha, self.protected())
+        candidate = Candidate(sha, added, removed)
+        trial.remeasure(candidate, onto)
+        self.repo.hold(trial.experiment, sha)
+        self.note(trial)
+        return candidate
+
+    def rollback(self, trial: Trial) -> None:
+        """The slot back at the champion: nothing of the candidate stays checked out."""
+        self.slot(trial).workspace.checkout(self.champion_commit())
+
+    def start_baseline(self, trial: Trial) -> None:
+        """The trial is the unchanged artifact: the branch head, built on itself."""
+        head = self.repo.branch_head()
+        trial.description = "baseline"
+        trial.apply(Candidate(head, 0, 0), head)
+
+    def baseline(self, trial: Trial, measured: Measurement | None = None) -> tuple[Status, str]:
+        """The unchanged artifact, measured here (or by a worker: `measured`), several times when
+        the rule needs its noise: kept, crashed, or rejected when it broke a guard."""
+        self.start_baseline(trial)
         try:
-            m = self.calibrate(trial.experiment) if sigma else self.evaluate(trial.experiment)
+            if measured is None:
+                self.slot(trial).workspace.checkout(trial.commit)
+                measured = self.evaluate(trial.experiment, self.baseline_runs)
         except GuardViolation as exc:
             return Status.REJECTED, str(exc)
-        trial.measurement = m
-        return (Status.KEEP, "") if m.status == "ok" else (Status.CRASH, m.reason)
+        trial.measurement = measured
+        if measured.status == "ok" and self.rule.rule == "sigma":
+            with self.own_files.writing():
+                self.record.save_calibration(measured)
+        return (Status.KEEP, "") if measured.status == "ok" else (Status.CRASH, measured.reason)
+
+    @property
+    def baseline_runs(self) -> int:
+        """A sigma study runs its baseline calibration_runs times: their spread is its noise."""
+        return self.rule.calibration_runs if self.rule.rule == "sigma" else 1
+
+    def send(self, trial: Trial) -> None:
+        """The candidate (its parent: the champion it is built on) pushed to the study's
+        remote, for a worker to fetch."""
+        remote = self.study.config.remote
+        assert remote is not None
+        self.repo.hold(trial.experiment, trial.commit)
+        self.repo.push(remote, trial.experiment, trial.built_on)
+
+    def evaluate(self, label: int | str, runs: int = 1) -> Measurement:
+        """What slot 1 has checked out, measured `runs` times."""
+        return self.instrument.repeat(self.workspace, label, runs, self.slots[1].env)
+
+    def run_once(self, workspace: Workspace, log: Path) -> Measurement:
+        return self.instrument.run_once(workspace, log)
 
     # holdout ---------------------------------------------------------------------------
 
@@ -261,7 +366,7 @@ class Lab:
             return False
         rows = self.ledger.rows()
         last = next((r for r in reversed(rows) if r.status == Status.HOLDOUT), None)
-        if last is None:
+        if last is None or self._holdout_left():
             return True
         if last.commit == champ.commit:
             return False
@@ -269,17 +374,22 @@ class Lab:
         return at_end or kept_since >= cfg.every
 
     def holdout(self) -> tuple[Row, bool]:
-        """Score the champion on the holdout (its first score is the holdout's baseline): the
-        holdout row, and whether the champion overfits."""
+        """Score the champion on the holdout (its first score is the holdout's baseline), in a
+        worktree of its own: the holdout row, and whether the champion overfits."""
         cfg = self.study.config.holdout
-        champ = self.champion()
-        assert cfg is not None and champ is not None
-        trial = Trial(self.ledger.next_experiment(), commit=champ.commit)
+        assert cfg is not None
+        with self.numbering:
+            taken = self.ledger.experiments() | set(self.pending.numbers())
+            number = self._holdout_left() or max(taken, default=0) + 1
+            with self.own_files.writing():
+                self.pending.write(number, {"stage": "holdout"})
+        trial = Trial(number, commit=self.champion_commit())
+        workspace = Workspace(self.study, "holdout", self.repo).open_at(trial.commit)
         env = getattr(self.study.config.evaluator, "env", {})
         instrument = CommandEvaluator(
             CommandConfig(command=cfg.command, timeout_s=cfg.timeout_s, env=env), cfg.metric
         )
-        m = self.run_once(self.workspace, self.log_path(trial.experiment), instrument)
+        m = self.instrument.run_once(workspace, self.log_path(number), evaluator=instrument)
         overfitting = False
         if m.metric is None:
             text = f"holdout crashed: {m.reason}"
@@ -294,6 +404,11 @@ class Lab:
         trial.description = text
         return trial.row(Status.HOLDOUT, text), overfitting
 
+    def _holdout_left(self) -> int | None:
+        """The number of a holdout check a killed run left unrecorded: it is done under it."""
+        return next((r["experiment"] for r in self.pending.all() if r.get("stage") == "holdout"),
+                    None)  # fmt: skip
+
     def overfitting_since(self, experiment: int) -> bool:
         """Did a holdout check from this experiment on find the champion worse than at the start?"""
         return any(
@@ -307,10 +422,6 @@ class Lab:
     @property
     def rule(self) -> DecisionConfig:
         return self.study.metric.decision
-
-    @property
-    def median(self) -> bool:
-        return self.rule.rule == "mannwhitney"
 
     @property
     def paired(self) -> bool:
@@ -328,7 +439,8 @@ class Lab:
         return not self.record.calibrated_here()
 
     def calibrate(self, label: int | str) -> Measurement:
-        """Run the champion calibration_runs times; its spread is the study's noise."""
+        """Run the champion calibration_runs times (on slot 1); its spread is the study's noise."""
+        self.workspace.checkout(self.champion_commit())
         m = self.evaluate(label, self.rule.calibration_runs)
         if m.status == "ok":
             with self.own_files.writing():
@@ -374,12 +486,16 @@ class Lab:
 
     def learn(self, researcher: Proposer, trial: Trial, status: Status, reason: str) -> Learned:
         """The researcher's notes on this outcome, before its row lands (it reads the ledger)."""
-        return researcher.learn(self.context(trial.experiment), self.outcome(trial, status, reason))
+        return researcher.learn(self.context(trial), self.outcome(trial, status, reason))
 
     def finish(self, trial: Trial, status: Status, reason: str, learned: Learned) -> Row:
-        """The experiment's row, with what learning cost, recorded; then the learnings."""
+        """The experiment's row, with what learning cost, recorded; then the learnings. A kept
+        candidate becomes the champion: the branch moves to it, then its row lands."""
         row = trial.row(status, reason).with_usage(learned.usage.columns(), learned.cost_usd)
+        if row.kept and trial.description != "baseline":
+            self.repo.advance(trial.commit, trial.built_on)
         self.commit_row(row, trial.measurement)
+        self.repo.release(trial.experiment)
         if learned.text is not None:
             self.write_learnings(learned.text)
         return row
@@ -394,6 +510,7 @@ class Lab:
             if row.kept and measurement is not None:
                 self.record.save(row.commit, measurement)
             self.ledger.append(row)
+            self.pending.drop(row.experiment)
             self.write_learnings(learnings.read(self.resource_path))
 
     def write_learnings(self, text: str) -> None:
@@ -402,6 +519,18 @@ class Lab:
         limit = self.study.config.proposer.learnings_max_chars
         with self.own_files.writing():
             learnings.write(self.resource_path, text, block, limit)
+
+    def unpublished(self) -> bool:
+        """Has the ledger changed since its report was last published?"""
+        return self.state.load().get("published") != self._ledger_digest()
+
+    def published(self) -> None:
+        with self.own_files.writing():
+            self.state.update(published=self._ledger_digest())
+
+    def _ledger_digest(self) -> str:
+        path = self.ledger.path
+        return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else ""
 
     def outcome(self, trial: Trial, status: Status, reason: str) -> Outcome:
         champ = self.champion()
@@ -421,22 +550,4 @@ def ensure_startable(study: Study) -> None:
     """Before anything is written (a lock, a branch): a study with no baseline yet starts from
     the repository's HEAD, which must hold it, committed (NotCommitted says how)."""
     if Ledger(study.state_dir / "results.tsv", study.metric.name).champion() is None:
-        Workspace(study).check_committed()
-
-
-def combine(runs: list[Measurement], median: bool = False) -> Measurement:
-    """Several runs as one measurement: any crash makes it a crash; else their mean (median)."""
-    for m in runs:
-        if m.status != "ok":
-            return m
-    samples = tuple(m.metric for m in runs if m.metric is not None)
-    if len(samples) == 1:
-        return runs[0]
-    center = statistics.median(samples) if median else statistics.fmean(samples)
-    last = runs[-1]
-    return replace(
-        last,
-        metric=center,
-        samples=samples,
-        duration_s=sum(m.duration_s for m in runs),
-    )
+        StudyRepo(study).check_committed()

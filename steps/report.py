@@ -293,8 +293,7 @@ def write_report(study: Study) -> tuple[Path, Path]:
     return png_path, html_path
 
 
-def chart_markdown(study: Study, ledger: Ledger) -> str:
-    """The progress chart as markdown with a data-URI PNG, which the Prefect UI renders inline."""
-    frame = results_frame(ledger)
-    png = progress_png(frame, study.metric.name, study.metric.direction, study.name, dpi=60)
-    return f"![{study.name} progress]({data_uri(png)})"
+def chart_markdown(study: Study, png_path: Path) -> str:
+    """The progress chart (progress.png, as write_report drew it) as markdown with a data-URI
+    PNG, which the Prefect UI renders inline."""
+    return f"![{study.name} progress]({data_uri(png_path.read_bytes())})"

@@ -5,10 +5,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from core.ledger import Row, Status
+from core.secrets import redact
 from evaluators.base import Measurement
-from proposers.base import Proposal
+from proposers.base import Proposal, Usage
 
 
 def now() -> str:
@@ -32,17 +34,33 @@ class Stop:
     experiment: int
 
 
+@dataclass(frozen=True)
+class Remeasure:
+    """The champion moved while the candidate was measured, and the candidate beat the new one:
+    apply its change again on the new champion, and measure that."""
+
+    onto: str
+    why: str
+
+
 @dataclass
 class Trial:
-    """What an experiment has done so far; its row is built from it once, at the end."""
+    """What an experiment has done so far; its row is built from it once, at the end.
+
+    Its experiment number is given when it is reserved; its slot is where it is measured.
+    """
 
     experiment: int
+    slot: int = 1
     description: str = ""
     proposer: str = "-"
     commit: str = ""
+    built_on: str = ""  # the champion the candidate's commit is built on
     proposal: Proposal | None = None
     candidate: Candidate | None = None
     measurement: Measurement | None = None
+    champion_runs: list[float] | None = None  # the champion re-measured beside it
+    first: tuple[str, Measurement] | None = None  # (champion, measurement) before a re-apply
     started: float = field(default_factory=time.monotonic)
     started_at: str = field(default_factory=now)
 
@@ -51,15 +69,27 @@ class Trial:
         self.description = proposal.hypothesis
         self.proposer = proposal.proposer
 
-    def apply(self, candidate: Candidate) -> None:
+    def apply(self, candidate: Candidate, built_on: str) -> None:
         self.candidate = candidate
         self.commit = candidate.sha
+        self.built_on = built_on
+
+    def remeasure(self, candidate: Candidate, onto: str) -> None:
+        """The change applied again on a newer champion: measured anew from here."""
+        assert self.measurement is not None
+        self.first = self.first or (self.built_on, self.measurement)
+        self.apply(candidate, onto)
+        self.measurement = self.champion_runs = None
 
     def row(self, status: Status, evidence: str = "") -> Row:
         """The results.tsv row. A crash carries 0.000000 and 0.0, as in Karpathy's ledger."""
         m = self.measurement
         ok = m is not None and m.status == "ok" and status != Status.CRASH
         tags = [f"{k}={v[:12]}" for k, v in m.tags.items()] if m else []
+        if self.first:
+            old, before = self.first
+            shown = "crash" if before.metric is None else f"{before.metric:.6g}"
+            evidence = f"confirmation (first {shown} on {old[:7]}): {evidence}"
         p, c = self.proposal, self.candidate
         tokens = p.usage.columns() if p else {}
         return Row(
@@ -77,5 +107,53 @@ class Trial:
             cost_usd=p.cost_usd if p else 0.0,
             evidence=" ".join([evidence, *tags]).strip(),
             key=p.key if p else "",
+            built_on=self.first[0][:7] if self.first else "",
             **tokens,
         )
+
+    # in flight ---------------------------------------------------------------------------
+
+    def record(self) -> dict[str, Any]:
+        """What the pending record keeps, so that a new start resumes this trial as it was."""
+        p, c = self.proposal, self.candidate
+        return {
+            "slot": self.slot,
+            "since": self.started_at,
+            "hypothesis": redact(self.description),
+            "proposer": self.proposer,
+            "stage": "measuring" if c else ("proposed" if p else "reserved"),
+            "proposal": None if p is None else {
+                "hypothesis": redact(p.hypothesis), "files": p.files, "proposer": p.proposer,
+                "key": p.key, "usage": p.usage.columns(), "cost_usd": p.cost_usd,
+            },
+            "candidate": None if c is None else {
+                "sha": c.sha, "lines_added": c.lines_added, "lines_removed": c.lines_removed,
+            },
+            "built_on": self.built_on,
+            "first": None if self.first is None else [self.first[0], self.first[1].metric],
+        }  # fmt: skip
+
+    @classmethod
+    def resume(cls, record: dict[str, Any]) -> Trial:
+        """A trial as its pending record left it (measured again from its commit, if any)."""
+        trial = cls(int(record["experiment"]), int(record.get("slot") or 1))
+        trial.started_at = record.get("since") or trial.started_at
+        if p := record.get("proposal"):
+            u = p.get("usage") or {}
+            usage = Usage(
+                input_tokens=u.get("tokens_in", 0),
+                output_tokens=u.get("tokens_out", 0),
+                cache_write_tokens=u.get("tokens_cache_write", 0),
+                cache_read_tokens=u.get("tokens_cache_read", 0),
+            )
+            trial.propose(
+                Proposal(p["hypothesis"], p["files"], p["proposer"], p["key"], usage, p["cost_usd"])
+            )
+        if c := record.get("candidate"):
+            candidate = Candidate(c["sha"], c["lines_added"], c["lines_removed"])
+            trial.apply(candidate, record["built_on"])
+        if first := record.get("first"):
+            value = first[1]
+            before = Measurement.of(value) if value is not None else Measurement.crash("crashed")
+            trial.first = (first[0], before)
+        return trial

@@ -1,22 +1,27 @@
-"""Prefect tasks, one step of an experiment each. Thin: the work is done by the steps (Lab)."""
+"""Prefect tasks, one step of an experiment each. Thin: the work is done by the steps (Lab),
+in a thread, so that the experiments of several slots run at once."""
 
-from tasks.apply import apply
+from tasks.apply import apply, remeasure
 from tasks.decide import decide
 from tasks.evaluate import baseline, calibrate, measure
 from tasks.holdout import holdout
 from tasks.persist import persist, publish
-from tasks.prepare import prepare
+from tasks.prepare import claim, open_lab, prepare, reserve
 from tasks.propose import propose
 
 __all__ = [
     "apply",
     "baseline",
     "calibrate",
+    "claim",
     "decide",
     "holdout",
     "measure",
+    "open_lab",
     "persist",
     "prepare",
     "propose",
     "publish",
+    "remeasure",
+    "reserve",
 ]

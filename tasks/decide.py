@@ -1,23 +1,21 @@
-"""Decide: keep or discard, by the study's rule. Pure: it only reads the ledger and state."""
+"""Decide: keep or discard, by the study's rule, against the champion now."""
 
 from __future__ import annotations
+
+import asyncio
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from core.decide import Verdict
-from evaluators.base import Measurement
 from steps.lab import Lab
-from steps.trial import Candidate
+from steps.trial import Remeasure, Trial
 
 
 @task(name="decide", cache_policy=NO_CACHE)
-def decide(
-    lab: Lab,
-    measurement: Measurement,
-    candidate: Candidate,
-    champion: list[float] | None = None,
-) -> Verdict:
-    verdict = lab.judge(measurement, candidate, champion)
-    get_run_logger().info("%s: %s (%s)", verdict.status, verdict.reason, verdict.evidence)
-    return verdict
+async def decide(lab: Lab, trial: Trial) -> Verdict | Remeasure:
+    decision = await asyncio.to_thread(lab.decide, trial)
+    if isinstance(decision, Verdict):
+        log = get_run_logger()
+        log.info("%s: %s (%s)", decision.status, decision.reason, decision.evidence)
+    return decision

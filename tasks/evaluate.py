@@ -1,6 +1,8 @@
-"""Evaluate: run the fixed instrument on the checked-out candidate (or the baseline)."""
+"""Evaluate: run the fixed instrument on the trial's candidate (or the baseline)."""
 
 from __future__ import annotations
+
+import asyncio
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -9,9 +11,10 @@ from core.ledger import Status
 from evaluators.base import Measurement
 from steps.lab import Lab
 from steps.trial import Trial
+from tasks.remote import measure_remotely
 
 
-def _log(lab: Lab, m: Measurement | None) -> None:
+def _log(lab: Lab, m: Measurement | None, champion: list[float] | None = None) -> None:
     log = get_run_logger()
     if m is None:
         return
@@ -20,29 +23,38 @@ def _log(lab: Lab, m: Measurement | None) -> None:
         log.info("%s = %.6g%s in %.1fs", lab.study.metric.name, m.metric, runs, m.duration_s)
     else:
         log.warning("crash: %s\n%s", m.reason, m.log_tail[-2000:])
+    if champion:
+        log.info("champion re-measured: %s", ", ".join(f"{v:.6g}" for v in champion))
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)
-def measure(lab: Lab, trial: Trial) -> tuple[Measurement, list[float] | None]:
-    """The candidate: once, repeated, or interleaved with the champion, as the rule needs."""
-    m, champion = lab.measure(trial)
-    _log(lab, m)
-    if champion is not None:
-        get_run_logger().info("champion re-measured: %s", ", ".join(f"{v:.6g}" for v in champion))
-    return m, champion
+async def measure(lab: Lab, trial: Trial) -> Measurement:
+    """The candidate: once, repeated, or interleaved with the champion, as the rule needs; on
+    its slot, or on a worker of the study's work pool."""
+    if lab.study.config.evaluator.work_pool:
+        m = await measure_remotely(lab, trial)
+    else:
+        m = await asyncio.to_thread(lab.measure, trial)
+    _log(lab, m, trial.champion_runs)
+    return m
 
 
 @task(name="baseline", cache_policy=NO_CACHE)
-def baseline(lab: Lab, trial: Trial) -> tuple[Status, str]:
-    """The unchanged artifact, measured: its status and why."""
-    outcome = lab.baseline(trial)
+async def baseline(lab: Lab, trial: Trial) -> tuple[Status, str]:
+    """The unchanged artifact, measured (on a worker of the study's work pool, if it has one):
+    its status and why."""
+    measured = None
+    if lab.study.config.evaluator.work_pool:
+        lab.start_baseline(trial)
+        measured = await measure_remotely(lab, trial)
+    outcome = await asyncio.to_thread(lab.baseline, trial, measured)
     _log(lab, trial.measurement)
     return outcome
 
 
 @task(name="calibrate", cache_policy=NO_CACHE)
-def calibrate(lab: Lab, label: int | str) -> Measurement:
+async def calibrate(lab: Lab, label: int | str) -> Measurement:
     """The study's noise: the champion run several times (at the start, on a new machine)."""
-    m = lab.calibrate(label)
+    m = await asyncio.to_thread(lab.calibrate, label)
     _log(lab, m)
     return m

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from core.ledger import Row, Status, format_metric
@@ -16,17 +18,20 @@ from steps.trial import Trial
 
 
 @task(name="persist", cache_policy=NO_CACHE)
-def persist(
+async def persist(
     lab: Lab, trial: Trial, status: Status, reason: str, researcher: Proposer | None = None
 ) -> Row:
-    """Learn from the outcome (its tokens count in the row), record the row, write the learnings."""
+    """Learn from the outcome (its tokens count in the row), record the row, write the learnings.
+
+    The caller holds the lab's turn: rows land one at a time, in the order decided.
+    """
     learned = Learned()
     if researcher is not None and trial.proposal is not None:
         try:
-            learned = lab.learn(researcher, trial, status, reason)
+            learned = await asyncio.to_thread(lab.learn, researcher, trial, status, reason)
         except Exception as exc:  # a failed note must not cost the experiment's row
             get_run_logger().warning("learnings not updated: %s", exc)
-    row = lab.finish(trial, status, reason, learned)
+    row = await asyncio.to_thread(lab.finish, trial, status, reason, learned)
     get_run_logger().info(
         "#%s %s %s %s", row.experiment, row.status, format_metric(row.metric), row.description
     )
@@ -34,15 +39,20 @@ def persist(
 
 
 @task(name="publish", cache_policy=NO_CACHE)
-def publish(lab: Lab) -> dict[str, Any]:
-    """The study's results table and summary, under one key each, so the latest is easy to find.
+async def publish(lab: Lab) -> dict[str, Any]:
+    """The study's results table and summary, under one key each, so the latest is easy to find;
+    only when the ledger changed since they were last published.
 
     Also writes progress.png and report.html; the summary carries the chart inline (a data-URI
     PNG, which the UI renders), the cost so far and the report's path.
     """
+    summary = report.summary(lab.ledger, lab.study.metric.direction)
+    html = lab.study.state_dir / "report.html"
+    if not await asyncio.to_thread(lab.unpublished):
+        return summary | {"report": str(html) if html.exists() else None}
     key = report.artifact_key(lab.study.name)
     frame = report.results_frame(lab.ledger)
-    create_table_artifact(
+    await acreate_table_artifact(
         key=f"{key}-results",
         table=frame.astype(str).to_dict(orient="records"),
         description=f"results.tsv of study {lab.study.name}",
@@ -51,14 +61,18 @@ def publish(lab: Lab) -> dict[str, Any]:
     chart = ""
     if len(frame):
         try:
-            report_path = report.write_report(lab.study)[1]
-            chart = report.chart_markdown(lab.study, lab.ledger)
+            report_path, chart = await asyncio.to_thread(_report, lab)
         except Exception as exc:  # the report is a view: never fail the campaign over it
             get_run_logger().warning("report of %s not written: %s", lab.study.name, exc)
-    create_markdown_artifact(
+    await acreate_markdown_artifact(
         key=f"{key}-summary",
         markdown=report.summary_markdown(lab, chart, report_path),
         description=f"champion of study {lab.study.name}",
     )
-    summary = report.summary(lab.ledger, lab.study.metric.direction)
+    await asyncio.to_thread(lab.published)
     return summary | {"report": str(report_path) if report_path else None}
+
+
+def _report(lab: Lab) -> tuple[Path, str]:
+    png, html = report.write_report(lab.study)
+    return html, report.chart_markdown(lab.study, png)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
@@ -29,5 +31,5 @@ def _retry_unless_final(task, task_run, state) -> bool:  # noqa: ANN001 (Prefect
     retry_condition_fn=_retry_unless_final,
     cache_policy=NO_CACHE,
 )
-def propose(lab: Lab, researcher: Proposer, trial: Trial) -> Proposal:
-    return lab.propose(researcher, trial)
+async def propose(lab: Lab, researcher: Proposer, trial: Trial) -> Proposal:
+    return await asyncio.to_thread(lab.propose, researcher, trial)

@@ -2,15 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def experiment(*args: Any, **kwargs: Any) -> Any:
+    """The experiment flow, run to its end from synchronous test code."""
+    from flows.experiment import experiment as flow
+
+    return asyncio.run(flow(*args, **kwargs))
+
+
+def campaign(*args: Any, **kwargs: Any) -> Any:
+    """The campaign flow, run to its end from synchronous test code."""
+    from flows.campaign import campaign as flow
+
+    return asyncio.run(flow(*args, **kwargs))
+
+
 COOLING = ROOT / "artifacts" / "cooling"
 
 os.environ.update(
@@ -110,13 +128,19 @@ def scripted() -> Scripted:
 
 @pytest.fixture(scope="session")
 def prefect_server(tmp_path_factory: pytest.TempPathFactory):
-    """One Prefect test server for the few flow-level tests, with a temporary PREFECT_HOME."""
+    """One Prefect server for the flow-level tests (the one `autoresearch run` starts), with a
+    temporary PREFECT_HOME; PREFECT_API_URL points this process and its children at it."""
     home = tmp_path_factory.mktemp("prefect-home")
     os.environ["PREFECT_HOME"] = str(home)
-    from prefect.settings import PREFECT_API_URL
-    from prefect.testing.utilities import prefect_test_harness
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    with prefect_test_harness(server_startup_timeout=120):
-        os.environ["PREFECT_API_URL"] = PREFECT_API_URL.value()  # for `autoresearch run` too
-        yield
+    from autoresearch.server import temporary_server
+
+    server = temporary_server(home).wait_healthy()
+    os.environ["PREFECT_API_URL"] = server.api_url
+    try:
+        with temporary_settings({PREFECT_API_URL: server.api_url}):
+            yield server
+    finally:
         os.environ.pop("PREFECT_API_URL", None)
+        server.stop()

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from flows.campaign import campaign
-from flows.experiment import experiment
 from steps.lab import Lab
-from tests.conftest import git
+from tests.conftest import campaign, experiment, git
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 

@@ -6,10 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from flows.campaign import campaign
-from flows.experiment import experiment
 from steps.lab import Lab
-from tests.conftest import git
+from tests.conftest import campaign, experiment, git
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 

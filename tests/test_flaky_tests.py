@@ -124,7 +124,7 @@ def test_a_suite_that_did_not_run_counts_for_nothing(study: Path, tail: str) -> 
 def test_a_scripted_fix_reaches_a_full_pass_rate_with_the_tests_unchanged(
     study: Path, scripted: Scripted
 ) -> None:
-    from flows.campaign import campaign
+    from tests.conftest import campaign
 
     tests = (study / "test_shop.py").read_text()
     lenient = tests.replace("assert count == 0", "assert count >= 0")

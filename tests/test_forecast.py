@@ -12,7 +12,7 @@ from tests.conftest import ROOT, commit_all
 
 @pytest.mark.usefixtures("prefect_server")
 def test_forecast_improves_under_mutate(tmp_path):
-    from flows.campaign import campaign
+    from tests.conftest import campaign
 
     folder = tmp_path / "repo" / "forecast"
     shutil.copytree(ROOT / "artifacts" / "forecast", folder)

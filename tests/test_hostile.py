@@ -20,11 +20,9 @@ from autoresearch.cli import main
 from core.ledger import Ledger, Row, Status
 from core.sandbox import bwrap
 from evaluators.command import CommandConfig, CommandEvaluator
-from flows.campaign import campaign
-from flows.experiment import experiment
 from steps import report
 from steps.lab import Lab
-from tests.conftest import ROOT, Scripted, commit_all, git
+from tests.conftest import ROOT, Scripted, campaign, commit_all, experiment, git
 
 pytestmark = [
     pytest.mark.usefixtures("prefect_server"),

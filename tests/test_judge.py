@@ -106,7 +106,7 @@ def test_bad_cases_and_missing_key_are_clear_crashes(emulator, suite, tmp_path, 
 
 @pytest.mark.usefixtures("prefect_server")
 def test_prompt_suite_improves_under_the_claude_proposer(emulator, suite):
-    from flows.campaign import campaign
+    from tests.conftest import campaign
 
     path = "prompt-suite/prompt.md"
     start = "Read the report and summarise it."

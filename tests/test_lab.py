@@ -93,7 +93,7 @@ def test_person_notes_survive_the_summary(make_study):
     text = lab.resource_path.read_text()
     assert text.startswith("My note: try smaller X.")
     assert "#2 X up" in text and text.count(learnings.BEGIN) == 1
-    assert "My note: try smaller X." in lab.context(3).learnings
+    assert "My note: try smaller X." in lab.context(Trial(3)).learnings
 
 
 def test_learnings_are_redacted_and_bounded(tmp_path, monkeypatch):

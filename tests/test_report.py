@@ -155,7 +155,7 @@ def test_running_best_follows_direction(reported: Path) -> None:
     frame = report.results_frame(Ledger(study.state_dir / "results.tsv", "score"))
     assert list(report.running_best(frame, "score", "minimize")) == [7, 2, 2, 2, 1, 1]
     assert list(report.running_best(frame, "score", "maximize")) == [7, 7, 7, 7, 7, 7]
-    chart = report.chart_markdown(study, Ledger(study.state_dir / "results.tsv", "score"))
+    chart = report.chart_markdown(study, report.write_report(study)[0])
     data = chart.split("base64,", 1)[1].rstrip(")")
     assert base64.b64decode(data).startswith(PNG) and len(data) < 150_000
 

@@ -13,9 +13,8 @@ from click.testing import CliRunner
 
 from autoresearch.cli import main
 from core.ledger import Status
-from flows.campaign import campaign
 from steps.lab import Lab
-from tests.conftest import Scripted
+from tests.conftest import Scripted, campaign
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 SLOW = "import time, model\ntime.sleep(0.4)\nprint(f'score: {abs(model.X - 3.0):.6f}')\n"

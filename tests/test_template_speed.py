@@ -140,7 +140,7 @@ def model(body: dict[str, Any]) -> Reply | None:
 def test_a_speed_up_is_kept_a_broken_one_crashes_and_a_no_op_is_not_kept(
     study: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from flows.campaign import campaign
+    from tests.conftest import campaign
 
     path = "template-speed/renderer.py"
     with AnthropicEmulator(api_key=KEY, responder=model) as emulator:

@@ -1,0 +1,66 @@
+"""Workers on other machines: two `autoresearch worker` processes, each with its own clone,
+evaluate the candidates of a campaign that pushes them to a bare git remote, through a real
+Prefect server and its work pool; only the campaign decides and writes the ledger."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from core.ledger import Status
+from core.processes import group_members, stop_group
+from steps.lab import Lab
+from tests.conftest import Scripted, campaign, git
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+EVALUATE = "import model\nprint(f'score: {abs(model.X - 3.0):.6f}')\n"
+
+
+def test_two_workers_with_their_own_clones_evaluate_the_candidates(make_study, tmp_path):
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+    folder = make_study(EVALUATE, yaml_extra=f"parallel: 2\nremote: {remote}\n")
+    spec = folder / "study.yaml"
+    spec.write_text(spec.read_text().replace("timeout_s: 20}", "timeout_s: 60, work_pool: pool}"))
+    git(folder.parent, "commit", "-qam", "evaluated by workers")
+    cli = str(Path(sys.executable).with_name("autoresearch"))
+    env = os.environ | {"PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS": "1"}
+    workers, clones = [], []
+    for name in ("a", "b"):
+        clone = tmp_path / f"clone-{name}"
+        subprocess.run(["git", "clone", "-q", str(folder.parent), str(clone)], check=True)
+        log = (tmp_path / f"worker-{name}.log").open("w")
+        workers.append(
+            subprocess.Popen(
+                [cli, "worker", "--pool", "pool", "--clone", str(clone)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        )
+        clones.append(clone)
+    try:
+        changes = Scripted({"study/model.py": f"X = {x}\n"} for x in (5.0, 20.0, 4.0))
+        result = campaign(str(folder), experiments=4, researcher=changes)
+    finally:
+        for proc in workers:
+            stop_group(proc)
+    for proc in workers:
+        assert group_members(proc.pid) == []
+    assert result["ran"] == 4, result
+    rows = Lab.open(folder).ledger.rows()
+    assert sorted(r.experiment for r in rows) == [1, 2, 3, 4]
+    by_x = {r.description: r for r in rows}
+    assert by_x["baseline"].metric == pytest.approx(7.0)
+    assert [r.status for r in rows].count(Status.CRASH) == 0
+    logs = {p.name for c in clones for p in (c / "runs" / "toy" / "logs").glob("*.log")}
+    assert {"1.log", "2.log", "3.log", "4.log"} <= logs  # measured on the workers
+    assert not list((folder.parent / "runs" / "toy" / "logs").glob("*.log"))  # not here
+    for clone in clones:  # the workers decide nothing, record nothing
+        assert not (clone / "runs" / "toy" / "results.tsv").exists()
+    assert all(list((c / "runs" / "toy" / "logs").glob("*.log")) for c in clones), "one idle"
