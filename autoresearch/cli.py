@@ -122,6 +122,7 @@ def _run(
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
     from core.lock import StudyLocked
     from core.sandbox import SandboxUnavailable, choose
+    from evaluators import kind as evaluator_kind
     from proposers import choose_kind, make_proposer
 
     kind, why = choose_kind(spec, proposer)
@@ -132,7 +133,9 @@ def _run(
     from flows.campaign import campaign
 
     try:
-        notice = choose(spec.config.sandbox.enabled, getattr(researcher, "writes_code", True))[1]
+        runs_code = evaluator_kind(spec.config.evaluator.kind).runs_code
+        untrusted = getattr(researcher, "writes_code", True) and runs_code
+        notice = choose(spec.config.sandbox.enabled, untrusted)[1]
         found.wait_healthy()
     except (SandboxUnavailable, srv.ServerError) as exc:
         _fail(exc)
@@ -460,6 +463,37 @@ def serve(prefect_file: Path | None, port: int, home: Path | None, worker: bool)
         for child in children:
             srv.stop_child(child)
         found.stop()
+
+
+@main.command()
+@click.argument("study", type=click.Path(exists=True))
+@click.option("--port", type=int, default=8025, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Behind a TLS proxy.")
+def inbox(study: str, port: int, host: str) -> None:
+    """Receive STUDY's replies and email events: SendGrid's Inbound Parse (POST
+    /sendgrid/inbound), its signed Event Webhook (POST /sendgrid/events) and the unsubscribe
+    links (/unsubscribe/<token>). Put it behind the study's public hostname.
+
+    Reads SENDGRID_WEBHOOK_PUBLIC_KEY (the Event Webhook's verification key; without it event
+    posts are refused) and SENDGRID_INBOUND_PASSWORD (Basic auth on Inbound Parse, optional).
+    """
+    import logging
+
+    from autoresearch.inbox import InboxError, serve_inbox
+
+    spec, _ = _ledger(study)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    console.print(f"inbox of {spec.name} on http://{host}:{port} (Ctrl-C stops it)")
+    try:
+        serve_inbox(
+            spec.state_dir,
+            port,
+            host,
+            public_key=os.environ.get("SENDGRID_WEBHOOK_PUBLIC_KEY"),
+            inbound_password=os.environ.get("SENDGRID_INBOUND_PASSWORD"),
+        )
+    except InboxError as exc:
+        _fail(StudyError(str(exc)))
 
 
 @main.command()

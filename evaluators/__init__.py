@@ -16,7 +16,9 @@ if TYPE_CHECKING:
 KINDS: dict[str, str] = {
     "command": "evaluators.command",
     "http": "evaluators.http",
+    "http_ab": "evaluators.http_ab",
     "judge": "evaluators.judge",
+    "sendgrid": "evaluators.sendgrid",
 }
 
 

@@ -77,6 +77,25 @@ class Collected:
     log: str = ""
 
 
+class BadCandidate(ValueError):
+    """launch(): the candidate cannot be measured (its copy does not render, say): a crash of
+    that experiment, with this reason."""
+
+
+class NotNow(RuntimeError):
+    """launch(): nothing can be launched now (no one left to mail today); `retry_at` (ISO 8601)
+    says when trying again is worth it."""
+
+    def __init__(self, message: str, retry_at: str) -> None:
+        super().__init__(message)
+        self.retry_at = retry_at
+
+
+class Unavailable(RuntimeError):
+    """launch() or start(): the instrument cannot work (no API key, a refused key, a broken
+    prospects list): the campaign stops, saying why; nothing is lost."""
+
+
 class AsyncEvaluator(Protocol):
     """An evaluator whose number arrives hours or days later (reply rates, conversions).
 
@@ -85,8 +104,19 @@ class AsyncEvaluator(Protocol):
     restarts and machines that share the state folder.
     """
 
+    @property
+    def max_pending(self) -> int:
+        """How many measurements may be in flight at once."""
+        ...
+
+    @property
+    def max_wait_h(self) -> float:
+        """After how many hours an undecided measurement is given up as inconclusive."""
+        ...
+
     def launch(self, launch: Launch) -> dict[str, Any]:
-        """Plan one measurement: which arm gets what, when. No side effects."""
+        """Plan one measurement: which arm gets what, when. No side effects. Raises BadCandidate,
+        NotNow or Unavailable."""
         ...
 
     def start(self, handle: dict[str, Any], state_dir: Path) -> None:
@@ -101,11 +131,21 @@ class AsyncEvaluator(Protocol):
         one (the campaign ends its run and a later, scheduled run collects)."""
         ...
 
+    def waited_h(self, handle: dict[str, Any], state_dir: Path) -> float:
+        """Hours since the measurement was planned, on its own clock."""
+        ...
+
+    def finish(self, handle: dict[str, Any], state_dir: Path, status: str) -> int:
+        """The decision is made: stop what the plan had not done yet."""
+        ...
+
 
 @dataclass(frozen=True)
 class Kind:
-    """An evaluator kind: its study.yaml section's model and how to build one from it
-    (the section and the metric's name)."""
+    """An evaluator kind: its study.yaml section's model, how to build one from it (the
+    section and the metric's name), and whether it runs the candidate's code (then only in a
+    sandbox) or only reads it (an HTTP API, a prompt, an email's copy)."""
 
     config: type[EvaluatorConfig]
-    create: Callable[[EvaluatorConfig, str], Evaluator]
+    create: Callable[[EvaluatorConfig, str], Any]
+    runs_code: bool = True

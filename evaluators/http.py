@@ -231,8 +231,8 @@ class HttpEvaluator:
         sandbox: Sandbox | None = None,
         env: dict[str, str] | None = None,
     ) -> Measurement:
-        """(No candidate code runs here: the sandbox has nothing to hold.)"""
-        """One request (with retries); the number at json_path is the metric."""
+        """One request (with retries); the number at json_path is the metric. (No candidate
+        code runs here: the sandbox has nothing to hold.)"""
         started = time.monotonic()
         used: dict[str, str] = {}
         log = [f"request: {self.config.method.upper()} {self.config.url}"]
@@ -327,4 +327,4 @@ class HttpEvaluator:
         }
 
 
-KIND = Kind(HttpConfig, HttpEvaluator)
+KIND = Kind(HttpConfig, HttpEvaluator, runs_code=False)

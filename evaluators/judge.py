@@ -173,4 +173,4 @@ class JudgeEvaluator:
         log_path.write_text(redact("\n".join(lines)) + "\n")
 
 
-KIND = Kind(JudgeConfig, JudgeEvaluator)
+KIND = Kind(JudgeConfig, JudgeEvaluator, runs_code=False)

@@ -17,16 +17,33 @@ from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifa
 from prefect.context import FlowRunContext
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
+from core.decide import Verdict
 from core.ledger import Row
 from core.lock import StudyLock
+from core.workspace import Conflict
 from flows.experiment import experiment
 from proposers import choose_kind, make_proposer
 from steps import report
+from steps.abtests import ABTests, asynchronous
 from steps.budget import Budget
-from steps.lab import ensure_startable
+from steps.lab import Lab, ensure_startable
 from steps.plugins import load_study
-from steps.trial import Stop, Trial
-from tasks import calibrate, claim, holdout, open_lab, prepare, publish, reserve
+from steps.trial import Launched, Remeasure, Stop, Trial
+from tasks import (
+    calibrate,
+    claim,
+    collect,
+    dashboard,
+    holdout,
+    launch,
+    open_lab,
+    prepare,
+    publish,
+    record,
+    remeasure,
+    reserve,
+    wait_until,
+)
 
 
 @flow(name="campaign")
@@ -115,6 +132,9 @@ async def _campaign(
     budget = Budget(lab.study, experiments, minutes)
     progress = Progress(lab.study.name, budget)
     await progress.update()
+    if asynchronous(lab):
+        await _ab_tests(study, lab, researcher, budget, progress)
+        return await _end(lab, budget, progress, first)
     queue = lab.resumable()  # what a killed run left in flight: their numbers, first
     running: dict[asyncio.Task[Row | Stop], Trial] = {}
 
@@ -151,13 +171,73 @@ async def _campaign(
                 await progress.update(len(running))
         finally:
             await _settle(running)
+    return await _end(lab, budget, progress, first)
+
+
+async def _end(lab: Lab, budget: Budget, progress: Progress, first: int) -> dict[str, Any]:
     if budget.stop:
-        log.warning(budget.stop)
+        get_run_logger().warning(budget.stop)
     await progress.update(note=budget.stop)
     await holdout(lab, at_end=True)
     overfitting = lab.overfitting_since(first)
     summary = await publish(lab)
     return summary | {"ran": budget.done, "stop": budget.stop, "overfitting": overfitting}
+
+
+async def _ab_tests(
+    study: str, lab: Lab, researcher: Any, budget: Budget, progress: Progress
+) -> None:
+    """Results that arrive days later: each round collects and decides what is due, launches
+    new candidates up to the evaluator's `max_pending`, then lets time pass to the next due
+    time (a simulated clock moves; on the real one the run ends and a scheduled one goes on).
+    `experiments` counts launches; offline, the run waits until they are all decided."""
+    tests = ABTests(lab)
+    await asyncio.to_thread(tests.reserve_baseline)
+    retry_at: str | None = None
+    while True:
+        for trial in tests.launched():
+            c, decision = await collect(lab, trial)
+            while isinstance(decision, Remeasure):  # the champion moved: test the change again
+                lab.claim(trial)
+                try:
+                    await remeasure(lab, trial, decision)
+                    retry_at = await launch(lab, trial)
+                    decision = None
+                except Conflict as exc:
+                    why = f"does not apply on the champion kept meanwhile: {exc}"
+                    decision = Verdict("discard", why, why)
+                finally:
+                    lab.release(trial)
+            if decision is not None:
+                async with lab.turn:
+                    budget.account(await record(lab, trial, c, decision, researcher))
+        for trial in tests.unlaunched():  # proposed before, not sent yet
+            lab.claim(trial)
+            try:
+                retry_at = await launch(lab, trial)
+            finally:
+                lab.release(trial)
+        while tests.room() > 0 and budget.more() and not retry_at:
+            trial = await reserve(lab)
+            budget.started += 1
+            try:
+                out = await experiment.with_options(
+                    flow_run_name=f"{lab.study.name}-{trial.experiment}"
+                )(study, researcher=researcher, lab=lab, trial=trial)
+            finally:
+                lab.release(trial)
+            if isinstance(out, Launched):
+                retry_at = out.retry_at
+            else:
+                budget.account(out)
+        await dashboard(lab)
+        await progress.update(len(tests.launched()))
+        if budget.stop or not (tests.launched() or tests.unlaunched() or budget.more()):
+            return
+        when = min((t for t in (tests.due(), retry_at) if t), default=None)
+        if when is None or not await wait_until(lab, when):
+            return
+        retry_at = None
 
 
 async def _settle(running: dict[asyncio.Task[Row | Stop], Trial]) -> None:

@@ -17,15 +17,18 @@ from prefect.transactions import transaction
 from core.decide import Verdict
 from core.ledger import Row, Status
 from core.workspace import Conflict, GuardViolation
+from evaluators.base import BadCandidate, Unavailable
 from proposers import choose_kind, make_proposer
 from proposers.base import InvalidProposal, StopCampaign
-from steps.trial import Stop
+from steps.abtests import asynchronous
+from steps.trial import Launched, Stop
 from tasks import (
     apply,
     baseline,
     calibrate,
     decide,
     holdout,
+    launch,
     measure,
     open_lab,
     persist,
@@ -45,7 +48,7 @@ async def experiment(
     lab: Any = None,  # the campaign's Lab; without it the study is opened here
     trial: Any = None,  # the campaign's reserved (or resumed) Trial
     started: Any = None,  # an asyncio.Event set once this flow run exists
-) -> Row | Stop:
+) -> Row | Stop | Launched:
     """`researcher`: a proposer object to use instead of the study's (tests pass one)."""
     if started is not None:
         started.set()
@@ -57,7 +60,7 @@ async def experiment(
         if lab.needs_calibration():
             await calibrate(lab, f"{lab.ledger.next_experiment()}-calibration")
     trial = trial or await reserve(lab)
-    if lab.champion() is None:
+    if lab.champion() is None and not asynchronous(lab):
         async with lab.turn:
             row = await persist(lab, trial, *await baseline(lab, trial))
             await holdout(lab)
@@ -77,6 +80,9 @@ async def experiment(
             txn.set("lab", lab)
             txn.set("trial", trial)
             await apply(lab, trial)
+            if asynchronous(lab):  # results come days later: the campaign collects them
+                retry_at = await launch(lab, trial)
+                return Launched(trial.experiment, retry_at)
             while (await measure(lab, trial)).status == "ok":
                 async with lab.turn:
                     decision = await decide(lab, trial)
@@ -95,6 +101,10 @@ async def experiment(
         status, reason = Status.REJECTED, str(exc)
     except Conflict as exc:
         status, reason = Status.DISCARD, f"does not apply on the champion kept meanwhile: {exc}"
+    except BadCandidate as exc:
+        status, reason = Status.CRASH, str(exc)
+    except Unavailable as exc:  # the instrument cannot work now: nothing lost, resumed later
+        return Stop(str(exc), trial.experiment)
     else:
         status, reason = Status.CRASH, trial.measurement.reason
     async with lab.turn:

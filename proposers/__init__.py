@@ -35,6 +35,9 @@ def config_for(study: Study, name: str) -> ProposerConfig:
     model = kind(name).config
     if isinstance(written, model):
         return written
+    offline = getattr(written, "offline", None)  # auto's own choice of an offline proposer
+    if offline and offline.get("kind") == name:
+        return model.model_validate(offline)
     given = written.model_dump(exclude_unset=True)
     shared = {k: v for k, v in given.items() if k in model.model_fields and k != "kind"}
     return model.model_validate(shared)
@@ -45,9 +48,10 @@ def choose_kind(study: Study, override: str | None = None) -> tuple[str, str]:
     name = override or study.config.proposer.kind
     kind(name)
     if name == "auto":
-        from proposers.auto import resolve
+        from proposers.auto import AutoConfig, resolve
 
-        return resolve()
+        written = study.config.proposer
+        return resolve(written if isinstance(written, AutoConfig) else AutoConfig())
     return name, f"proposer {name} (asked for)"
 
 

@@ -6,9 +6,10 @@ worktree back at HEAD: the core applies and commits proposals itself, so a chang
 half-applied by us. The agent runs in its own process group, killed whole on timeout.
 
 `proposer.command` is a shell command template. `{prompt_file}` becomes the path of a file
-holding the prompt and `{workdir}` the study folder inside the worktree (both shell-quoted, so
-do not quote them again); without `{prompt_file}` the prompt arrives on standard input. The
-last stdout line `HYPOTHESIS: ...` (else the last non-empty line) becomes the hypothesis.
+holding the prompt, `{workdir}` the study folder inside the worktree and `{python}` the Python
+that runs us (all shell-quoted, so do not quote them again); without `{prompt_file}` the prompt
+arrives on standard input. The last stdout line `HYPOTHESIS: ...` (else the last non-empty line)
+becomes the hypothesis.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 import re
 import shlex
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Literal
@@ -78,9 +80,13 @@ class AgentCliProposer:
         self.secrets = known_secrets()
 
     def command_line(self, prompt_file: Path, workdir: Path) -> str:
-        return self.config.command.replace(  # type: ignore[union-attr]
-            "{prompt_file}", shlex.quote(str(prompt_file))
-        ).replace("{workdir}", shlex.quote(str(workdir)))
+        return (
+            self.config.command.replace(  # type: ignore[union-attr]
+                "{prompt_file}", shlex.quote(str(prompt_file))
+            )
+            .replace("{workdir}", shlex.quote(str(workdir)))
+            .replace("{python}", shlex.quote(sys.executable))
+        )
 
     def propose(self, context: Context) -> Proposal:
         repo = git.Repo(context.workdir)

@@ -16,6 +16,7 @@ from typing import Any
 
 from core import learnings, sandbox
 from core.decide import Verdict, decide, gain
+from core.files import atomic_write
 from core.ledger import Champion, Ledger, Row, Status
 from core.pending import Pending
 from core.processes import kill_recorded
@@ -25,6 +26,7 @@ from core.state import State
 from core.study import DecisionConfig, Study
 from core.tamper import Watched
 from core.workspace import GuardViolation, StudyRepo, Workspace
+from evaluators import kind as evaluator_kind
 from evaluators import make_evaluator
 from evaluators.base import Evaluator, Measurement
 from evaluators.command import CommandConfig, CommandEvaluator
@@ -127,8 +129,10 @@ class Lab:
         return self.state.load()["protected"]
 
     def choose_sandbox(self, writes_code: bool) -> str:
-        """Decide, once per campaign, whether candidates run sandboxed; a notice when not."""
-        self.sandboxed, notice = sandbox.choose(self.study.config.sandbox.enabled, writes_code)
+        """Decide, once per campaign, whether candidates run sandboxed; a notice when not.
+        Model-written code that the evaluator runs needs the sandbox (see core.sandbox)."""
+        untrusted = writes_code and evaluator_kind(self.study.config.evaluator.kind).runs_code
+        self.sandboxed, notice = sandbox.choose(self.study.config.sandbox.enabled, untrusted)
         self.own_files = self._own_files()
         self.instrument.own_files = self.own_files
         return notice
@@ -169,12 +173,14 @@ class Lab:
 
     def resumable(self) -> list[Trial]:
         """The trials a killed run left in flight, oldest first: each resumes its number (a
-        holdout check left so resumes when it is next due)."""
+        holdout check left so resumes when it is next due; an A/B test launched is collected,
+        and the baseline of A/B tests recorded, by steps.abtests)."""
         recorded = self.ledger.experiments()
         return [
             Trial.resume(r)
             for r in self.pending.all()
-            if r["experiment"] not in recorded and r.get("stage") != "holdout"
+            if r["experiment"] not in recorded
+            and r.get("stage") not in ("holdout", "baseline", "launched")
         ]
 
     def claim(self, trial: Trial) -> None:
@@ -519,6 +525,10 @@ class Lab:
         limit = self.study.config.proposer.learnings_max_chars
         with self.own_files.writing():
             learnings.write(self.resource_path, text, block, limit)
+
+    def write_dashboard(self, text: str) -> None:
+        """The A/B tests in flight (markdown), for report.html."""
+        atomic_write(self.study.state_dir / "ab-tests.md", text + "\n")
 
     def unpublished(self) -> bool:
         """Has the ledger changed since its report was last published?"""

@@ -259,6 +259,12 @@ def report_html(study: Study, ledger: Ledger, png: bytes) -> str:
         head = f"#{c['experiment']} {c['commit']}: {c['description']}"
         parts.append(f"<h3 id='keep-{c['experiment']}'>{html.escape(head)}</h3>")
         parts.append(f"<pre class='diff'>{html.escape(c['diff'])}</pre>")
+    tests = study.state_dir / "ab-tests.md"
+    if tests.exists():
+        parts += [
+            "<h2>A/B tests in flight</h2>",
+            f"<pre id='ab-tests'>{html.escape(tests.read_text())}</pre>",
+        ]
     resource = study.state_dir / "resource.md"
     notes = resource.read_text(errors="replace") if resource.exists() else "(no resource.md yet)"
     parts += ["<h2>Learnings (resource.md)</h2>", f"<pre id='learnings'>{html.escape(notes)}</pre>"]

@@ -35,6 +35,15 @@ class Stop:
 
 
 @dataclass(frozen=True)
+class Launched:
+    """A candidate sent out to be measured over days: its row comes when it is decided. Not
+    launched yet (nothing could be sent): `retry_at` says when trying again is worth it."""
+
+    experiment: int
+    retry_at: str | None = None
+
+
+@dataclass(frozen=True)
 class Remeasure:
     """The champion moved while the candidate was measured, and the candidate beat the new one:
     apply its change again on the new champion, and measure that."""

@@ -1,6 +1,7 @@
 """Prefect tasks, one step of an experiment each. Thin: the work is done by the steps (Lab),
 in a thread, so that the experiments of several slots run at once."""
 
+from tasks.abtests import collect, dashboard, launch, record, wait_until
 from tasks.apply import apply, remeasure
 from tasks.decide import decide
 from tasks.evaluate import baseline, calibrate, measure
@@ -14,14 +15,19 @@ __all__ = [
     "baseline",
     "calibrate",
     "claim",
+    "collect",
+    "dashboard",
     "decide",
     "holdout",
+    "launch",
     "measure",
     "open_lab",
     "persist",
     "prepare",
     "propose",
     "publish",
+    "record",
     "remeasure",
     "reserve",
+    "wait_until",
 ]

@@ -141,6 +141,9 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory):
     try:
         with temporary_settings({PREFECT_API_URL: server.api_url}):
             yield server
+            from prefect.logging.handlers import APILogHandler
+
+            APILogHandler().flush()  # the last logs reach the server before it stops
     finally:
         os.environ.pop("PREFECT_API_URL", None)
         server.stop()

@@ -364,7 +364,8 @@ def test_bundled_deployments_file() -> None:
 
     items = load_deployments(ROOT / "deployments.yaml")
     studies = {Path(d["parameters"]["study"]).name: d for d in items}
-    assert {"cooling", "forecast", "gpt-train"} <= set(studies)
+    assert {"cooling", "forecast", "gpt-train", "cold-email"} <= set(studies)
+    assert studies["cold-email"]["schedules"] == [{"interval": 14400, "timezone": "UTC"}]
     for d in items:
         assert d["entrypoint"] == "flows/campaign.py:campaign"
         assert d["concurrency_limit"] == {"limit": 1, "collision_strategy": "CANCEL_NEW"}
