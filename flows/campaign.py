@@ -30,6 +30,7 @@ from steps.lab import Lab, ensure_startable
 from steps.plugins import load_study
 from steps.trial import Launched, Remeasure, Stop, Trial
 from tasks import (
+    begin_ab_tests,
     calibrate,
     claim,
     collect,
@@ -192,13 +193,13 @@ async def _ab_tests(
     time (a simulated clock moves; on the real one the run ends and a scheduled one goes on).
     `experiments` counts launches; offline, the run waits until they are all decided."""
     tests = ABTests(lab)
-    await asyncio.to_thread(tests.reserve_baseline)
+    await begin_ab_tests(lab)
     retry_at: str | None = None
     while True:
         for trial in tests.launched():
             c, decision = await collect(lab, trial)
             while isinstance(decision, Remeasure):  # the champion moved: test the change again
-                lab.claim(trial)
+                await claim(lab, trial)
                 try:
                     await remeasure(lab, trial, decision)
                     retry_at = await launch(lab, trial)
@@ -212,7 +213,7 @@ async def _ab_tests(
                 async with lab.turn:
                     budget.account(await record(lab, trial, c, decision, researcher))
         for trial in tests.unlaunched():  # proposed before, not sent yet
-            lab.claim(trial)
+            await claim(lab, trial)
             try:
                 retry_at = await launch(lab, trial)
             finally:
@@ -230,14 +231,14 @@ async def _ab_tests(
                 retry_at = out.retry_at
             else:
                 budget.account(out)
-        await dashboard(lab)
         await progress.update(len(tests.launched()))
         if budget.stop or not (tests.launched() or tests.unlaunched() or budget.more()):
-            return
+            break
         when = min((t for t in (tests.due(), retry_at) if t), default=None)
         if when is None or not await wait_until(lab, when):
-            return
+            break
         retry_at = None
+    await dashboard(lab)  # what is in flight now, once a run
 
 
 async def _settle(running: dict[asyncio.Task[Row | Stop], Trial]) -> None:

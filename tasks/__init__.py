@@ -1,7 +1,7 @@
 """Prefect tasks, one step of an experiment each. Thin: the work is done by the steps (Lab),
 in a thread, so that the experiments of several slots run at once."""
 
-from tasks.abtests import collect, dashboard, launch, record, wait_until
+from tasks.abtests import begin_ab_tests, collect, dashboard, launch, record, wait_until
 from tasks.apply import apply, remeasure
 from tasks.decide import decide
 from tasks.evaluate import baseline, calibrate, measure
@@ -13,6 +13,7 @@ from tasks.propose import propose
 __all__ = [
     "apply",
     "baseline",
+    "begin_ab_tests",
     "calibrate",
     "claim",
     "collect",

@@ -19,6 +19,12 @@ from steps.lab import Lab
 from steps.trial import Remeasure, Trial
 
 
+@task(name="begin", cache_policy=NO_CACHE)
+async def begin_ab_tests(lab: Lab) -> None:
+    """Number 1 kept for the baseline, recorded with the first decision (the champion's arm)."""
+    await asyncio.to_thread(ABTests(lab).reserve_baseline)
+
+
 @task(name="launch", cache_policy=NO_CACHE)
 async def launch(lab: Lab, trial: Trial) -> str | None:
     """The candidate's batch planned, saved, and sending; when nothing can be sent now, when to
