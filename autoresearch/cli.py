@@ -505,7 +505,14 @@ def inbox(study: str, port: int, host: str) -> None:
     show_default=True,
     help="This machine's clone of the studies' repository.",
 )
-def worker(pool: str, clone: Path) -> None:
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="How many candidates this machine measures at once (one per GPU, say).",
+)
+def worker(pool: str, clone: Path, limit: int) -> None:
     """Evaluate candidates on this machine for campaigns elsewhere: a Prefect process worker on
     POOL, in this clone. Each candidate is fetched from its study's `remote`, measured in a
     sandboxed worktree here, and its measurement sent back; the campaign decides.
@@ -523,7 +530,7 @@ def worker(pool: str, clone: Path) -> None:
         _fail(click.ClickException(f"{clone} is not inside a git clone of the studies' repository"))
     console.print(f"worker on pool {pool}, clone {root}, server {srv.ui_url(api_url)}")
     signal.signal(signal.SIGTERM, _interrupt)
-    child = srv.start_worker(pool, api_url, cwd=root, **{CLONE: str(root)})
+    child = srv.start_worker(pool, api_url, cwd=root, limit=limit, **{CLONE: str(root)})
     try:
         _wait_children([child])
     except KeyboardInterrupt:

@@ -344,11 +344,18 @@ def pools(path: Path, cwd: Path = PROJECT_ROOT) -> list[str]:
 
 
 def start_worker(
-    pool: str, api_url: str, home: Path | None = None, cwd: Path = PROJECT_ROOT, **env: str
+    pool: str,
+    api_url: str,
+    home: Path | None = None,
+    cwd: Path = PROJECT_ROOT,
+    limit: int | None = None,
+    **env: str,
 ) -> subprocess.Popen[Any]:
-    """A process worker on `pool`; it stays in our process group, so Ctrl-C stops it with us."""
+    """A process worker on `pool` running at most `limit` flow runs at once (no limit: None);
+    it stays in our process group, so Ctrl-C stops it with us."""
+    limit_args = ("--limit", str(limit)) if limit else ()
     return subprocess.Popen(
-        prefect_command("worker", "start", "--pool", pool, "--type", "process"),
+        prefect_command("worker", "start", "--pool", pool, "--type", "process", *limit_args),
         env=prefect_env(api_url, home, **env),
         cwd=cwd,
         stdin=subprocess.DEVNULL,

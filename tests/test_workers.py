@@ -4,9 +4,12 @@ Prefect server and its work pool; only the campaign decides and writes the ledge
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,26 @@ from tests.conftest import Scripted, campaign, git
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 EVALUATE = "import model\nprint(f'score: {abs(model.X - 3.0):.6f}')\n"
+
+
+def pool_workers(pool: str) -> int:
+    """How many workers have sent the server a heartbeat on `pool`."""
+    url = f"{os.environ['PREFECT_API_URL']}/work_pools/{pool}/workers/filter"
+    req = urllib.request.Request(url, data=b"{}", headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return len(json.load(resp))
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:  # the first worker has not created the pool yet
+            return 0
+        raise
+
+
+def wait_for_workers(pool: str, count: int, timeout_s: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while pool_workers(pool) < count:
+        assert time.monotonic() < deadline, f"{count} workers did not reach pool {pool}"
+        time.sleep(0.3)
 
 
 def test_two_workers_with_their_own_clones_evaluate_the_candidates(make_study, tmp_path):
@@ -44,7 +67,8 @@ def test_two_workers_with_their_own_clones_evaluate_the_candidates(make_study, t
             )  # fmt: skip
         )
         clones.append(clone)
-    try:
+    try:  # each worker measures one candidate at a time: both start before the campaign
+        wait_for_workers("pool", 2)
         changes = Scripted({"study/model.py": f"X = {x}\n"} for x in (5.0, 20.0, 4.0))
         result = campaign(str(folder), experiments=4, researcher=changes)
     finally:
