@@ -19,7 +19,7 @@ and ~85% power. (5 runs each gives ~81% power, too close to 80% to promise it.) 
 pools the calibration with both arms' spread, so one lucky calibration cannot make the rule lax
 for a whole campaign.
 
-`mannwhitney` runs champion and candidate interleaved (A B A B ...) 12 times each: with a 2%
+`mannwhitney` runs candidate and champion interleaved (A B, B A, ...) 12 times each: with a 2%
 minimum effect on a 5% noise, the bootstrap interval of the median ratio is what needs the
 repeats (10 gives ~83%, 12 ~90%).
 
@@ -57,11 +57,14 @@ class NoisyEvaluator:
         return float(self.rng.normal(BASELINE - self.gain * SIGMA, SIGMA))
 
     def interleaved(self, repeats: int) -> tuple[list[float], list[float]]:
-        """A B A B ...: the order the flow runs them, so slow drift hits both arms alike."""
+        """A B, B A, ...: the order the flow runs them (this noise has no drift to cancel)."""
         champ, cand = [], []
-        for _ in range(repeats):
-            champ.append(self.champion())
+        for i in range(repeats):
+            if i % 2:
+                champ.append(self.champion())
             cand.append(self.candidate())
+            if not i % 2:
+                champ.append(self.champion())
         return champ, cand
 
 

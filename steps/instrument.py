@@ -92,20 +92,32 @@ class Instrument:
         runs: int,
         env: dict[str, str] | None = None,
     ) -> tuple[Measurement, list[float]]:
-        """Candidate and champion interleaved (A B A B ...), on one slot, so that drift and
-        contention hit both alike."""
+        """Candidate and champion interleaved on one slot, each going first in every other
+        round (A B, B A, A B, ...), so that contention hits both alike and a machine that slowly
+        gets busier (or quieter) favours neither: in A B A B the champion would always run later.
+        The candidate goes first in the first round, so that a crash costs no champion run."""
         mine: list[Measurement] = []
         theirs: list[float] = []
         for i in range(runs):
+            champion_first = i % 2 == 1
+            if champion_first:
+                theirs.append(self.champion_run(champion, label, i, env))
             mine.append(self.run_once(workspace, log_path(self.study, label, i), env))
             if mine[-1].status != "ok":
                 break
-            other = self.run_once(champion, log_path(self.study, label, i, "champion"), env)
-            theirs.append(other.metric if other.metric is not None else math.nan)
+            if not champion_first:
+                theirs.append(self.champion_run(champion, label, i, env))
         m = self.usable(combine(mine, self.median))
         if m.status == "ok" and not any(math.isfinite(v) for v in theirs):
             m = replace(m, status="crash", reason="every re-run of the champion crashed")
         return m, theirs
+
+    def champion_run(
+        self, champion: Workspace, label: int | str, run: int, env: dict[str, str] | None
+    ) -> float:
+        """One run of the champion beside a candidate; a crash is NaN, left out by the rule."""
+        m = self.run_once(champion, log_path(self.study, label, run, "champion"), env)
+        return m.metric if m.metric is not None else math.nan
 
     def usable(self, m: Measurement) -> Measurement:
         """A crash, with its reason, when the rule needs what the evaluator did not report."""

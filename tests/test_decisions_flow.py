@@ -55,6 +55,12 @@ def test_mannwhitney_measures_the_champion_beside_the_candidate(make_study, scri
     logs = {p.name for p in (Lab.open(folder).study.state_dir / "logs").iterdir()}
     assert {"2.log", "2-6.log", "2-champion-1.log", "2-champion-6.log"} <= logs
     assert row.status == "keep" and row.evidence.startswith("mannwhitney n=6/6")
+    written = sorted(
+        (Lab.open(folder).study.state_dir / "logs").glob("2*.log"),
+        key=lambda p: p.stat().st_mtime_ns,
+    )
+    arms = ["champion" if "champion" in p.name else "candidate" for p in written]
+    assert arms == ["candidate", "champion", "champion", "candidate"] * 3  # A B, B A: no drift bias
 
 
 def test_holdout_regression_is_flagged_as_overfitting(make_study, scripted):
