@@ -128,8 +128,7 @@ class HttpABEvaluator:
             return
         launch = self.config.launch
         fills = {"batch": handle["batch"], **handle["variants"]}
-        body = _fill(launch.body, fills)
-        answer = self._call(launch, body, {"Idempotency-Key": handle["batch"]})
+        answer = self._call(launch, launch.body, {"Idempotency-Key": handle["batch"]}, fills)
         test_id = resolve(answer, parse_json_path(launch.id_path))
         atomic_write(record, json.dumps({"id": test_id}))
 
@@ -165,14 +164,22 @@ class HttpABEvaluator:
 
     # requests ----------------------------------------------------------------------------
 
-    def _call(self, request: Request, body: Any, extra: dict[str, str] | None = None) -> Any:
+    def _call(
+        self,
+        request: Request,
+        body: Any,
+        extra: dict[str, str] | None = None,
+        fills: dict[str, Any] | None = None,
+    ) -> Any:
         """One request with retries; its JSON answer. Unavailable (the campaign stops) when the
-        service cannot be reached or refuses."""
+        service cannot be reached or refuses. The study's `${VAR}`s are expanded in its own
+        template before the `fills` (the candidates' text) go in: a `${ANTHROPIC_API_KEY}` in a
+        candidate's page is sent as written."""
         used: dict[str, str] = {}
         try:
             url = expand(request.url, "url", used)
             headers = {k: expand(v, f"headers.{k}", used) for k, v in self.config.headers.items()}
-            payload = expand_body(body, used)
+            payload = _fill(expand_body(body, used), fills or {})
             with _session(self.config.retries) as session:
                 response = session.request(
                     request.method.upper(), url, headers=headers | (extra or {}),

@@ -237,8 +237,11 @@ class Lab:
         return "\n".join(log.splitlines()[-50:])
 
     def propose(self, researcher: Proposer, trial: Trial) -> Proposal:
-        """The slot checked out at the champion, then the researcher's proposal for it."""
-        self.slot(trial).workspace.checkout(self.champion_commit())
+        """The slot checked out at the champion, then the researcher's proposal for it: its
+        files are that champion's, so its commit is built on that champion even when another
+        slot moves the champion while the researcher thinks."""
+        trial.built_on = self.champion_commit()
+        self.slot(trial).workspace.checkout(trial.built_on)
         try:
             proposal = researcher.propose(self.context(trial))
         except InvalidProposal as exc:  # it still cost tokens: they go into its row
@@ -250,14 +253,15 @@ class Lab:
         return proposal
 
     def apply(self, trial: Trial) -> Candidate:
-        """Commit the proposal in the trial's slot, on the champion; reject it (and leave the
-        champion checked out) if it oversteps. A resumed trial keeps its commit."""
+        """Commit the proposal in the trial's slot, on the champion it was proposed for; reject
+        it (and leave that champion checked out) if it oversteps. A resumed trial keeps its
+        commit."""
         workspace = self.slot(trial).workspace
         if trial.candidate is not None:
             workspace.checkout(trial.candidate.sha)
             return trial.candidate
         assert trial.proposal is not None
-        base = self.champion_commit()
+        base = trial.built_on or self.champion_commit()
         workspace.checkout(base)
         try:
             message = redact(trial.description)

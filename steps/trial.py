@@ -64,7 +64,7 @@ class Trial:
     description: str = ""
     proposer: str = "-"
     commit: str = ""
-    built_on: str = ""  # the champion the candidate's commit is built on
+    built_on: str = ""  # the champion it was proposed for, its commit built on
     proposal: Proposal | None = None
     candidate: Candidate | None = None
     measurement: Measurement | None = None
@@ -147,6 +147,7 @@ class Trial:
         """A trial as its pending record left it (measured again from its commit, if any)."""
         trial = cls(int(record["experiment"]), int(record.get("slot") or 1))
         trial.started_at = record.get("since") or trial.started_at
+        trial.built_on = record.get("built_on") or ""
         if p := record.get("proposal"):
             u = p.get("usage") or {}
             usage = Usage(
@@ -160,7 +161,7 @@ class Trial:
             )
         if c := record.get("candidate"):
             candidate = Candidate(c["sha"], c["lines_added"], c["lines_removed"])
-            trial.apply(candidate, record["built_on"])
+            trial.apply(candidate, trial.built_on)
         if first := record.get("first"):
             value = first[1]
             before = Measurement.of(value) if value is not None else Measurement.crash("crashed")

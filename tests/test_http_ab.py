@@ -107,7 +107,7 @@ def test_launch_once_collect_later_and_stop(service, tmp_path):
         }
     )  # fmt: skip
     ev = HttpABEvaluator(config, "signup_rate")
-    for name, button in (("champion", "Learn more"), ("challenger", "Sign up now")):
+    for name, button in (("champion", "Learn more"), ("challenger", "Sign up now ${AB_TOKEN}")):
         (tmp_path / name).mkdir()
         (tmp_path / name / "landing.html").write_text(f"<button>{button}</button>")
     handle = ev.launch(Launch("site", 2, tmp_path / "champion", tmp_path / "challenger", tmp_path))
@@ -116,14 +116,14 @@ def test_launch_once_collect_later_and_stop(service, tmp_path):
     (tmp_path / "http_ab" / f"{handle['batch']}.json").unlink()  # as if killed before the id
     ev.start(handle, tmp_path)  # ... landed: the same key, no second test
     assert len(service.tests) == 1
+    sent = service.tests["1"]["variants"]["B"]["landing.html"]
+    assert sent == "<button>Sign up now ${AB_TOKEN}</button>"  # the candidate's text, as written
     first = ev.collect(handle, tmp_path)
     assert first.arms == {"champion": (10, 100), "challenger": (30, 100)} and not first.closed
     assert ev.collect(handle, tmp_path).arms["challenger"] == (60, 200)
     assert ev.collect(handle, tmp_path).closed
     ev.finish(handle, tmp_path, "keep")
     assert service.stopped == ["1"]
-    logs = [p.read_text() for p in (tmp_path / "http_ab").iterdir()]
-    assert all("s3cret" not in text for text in logs)
 
 
 def test_a_refused_key_stops_with_the_secret_masked(service, tmp_path, monkeypatch):

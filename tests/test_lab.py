@@ -21,7 +21,7 @@ from core.lock import StudyLock
 from core.workspace import GuardViolation
 from proposers.base import Learned
 from steps.lab import Lab
-from steps.trial import Trial
+from steps.trial import Remeasure, Trial
 from tests.conftest import ROOT, git
 
 
@@ -205,3 +205,35 @@ Lab.open({str(folder)!r}).evaluate(1)
     else:
         raise AssertionError("the evaluator's process group outlived the repair")
     assert not pid_file.exists()
+
+
+def test_a_proposal_is_built_on_the_champion_it_was_made_for(make_study, scripted):
+    """Two proposals from the baseline; the first is kept while the second is being written:
+    the second's commit is built on the baseline (its files are the baseline's), so it cannot
+    undo the first's change, and it is re-measured on the new champion before it is kept."""
+    model = "X = {x}\n\n# two knobs, apart\n\nY = {y}\n"
+    score = "import model\nprint(f'score: {abs(model.X - 3) + 10 * abs(model.Y - 1):.6f}')\n"
+    folder = make_study(score, model=model.format(x=10.0, y=0.0), yaml_extra="parallel: 2\n")
+    lab = Lab.open(folder)
+    baseline(lab)
+    start = lab.champion_commit()
+    scripted += [
+        {"study/model.py": model.format(x=5.0, y=0.0)},
+        {"study/model.py": model.format(x=10.0, y=1.0)},
+    ]
+    first, second = lab.reserve(), lab.reserve()
+    lab.propose(scripted, first)
+    lab.propose(scripted, second)
+    lab.apply(first)
+    lab.measure(first)  # 12, against the baseline's 17
+    lab.finish(first, Status.KEEP, "kept", Learned())
+    assert lab.champion_commit() != start
+    lab.apply(second)
+    assert second.built_on == start
+    assert lab.repo.show(f"{second.commit}^", "study/model.py").strip() == model.format(x=10.0, y=0.0).strip()
+    lab.measure(second)  # 7 against the new champion's 12: better, but measured on the old one
+    decision = lab.decide(second)
+    assert isinstance(decision, Remeasure) and decision.onto == lab.champion_commit()
+    lab.remeasure(second, decision.onto)
+    both = model.format(x=5.0, y=1.0)
+    assert lab.repo.show(second.commit, "study/model.py").strip() == both.strip()
