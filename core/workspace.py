@@ -321,11 +321,17 @@ class Workspace:
         return self.head(), *self.line_counts("HEAD~1", "HEAD")
 
     def check_commit(self, old: str, new: str, protected: dict[str, str]) -> None:
-        """Reject a commit that touches a non-editable path or leaves a protected file changed."""
-        changed = self.repo.git.diff("--name-only", old, new).splitlines()
+        """Reject a commit that touches a non-editable path, adds a symbolic link (the tool
+        reads editable files itself: a link would hand it any file on the machine) or leaves a
+        protected file changed. A rename counts as both of its paths."""
+        raw = self.repo.git.diff("--raw", "--no-renames", old, new).splitlines()
+        changed = {line.split("\t", 1)[1]: line.split()[1] for line in raw}  # path: new mode
         outside = [p for p in changed if not _under(p, self.study.editable)]
         if outside:
             raise GuardViolation(f"candidate changes non-editable paths: {', '.join(outside)}")
+        links = [p for p, mode in changed.items() if mode == "120000"]
+        if links:
+            raise GuardViolation(f"candidate adds symbolic links: {', '.join(links)}")
         self.check_protected(protected)
 
     def check_protected(self, expected: dict[str, str]) -> None:

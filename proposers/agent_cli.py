@@ -172,6 +172,9 @@ class AgentCliProposer:
         deleted = [p for p in changed if p in context.files and not (context.workdir / p).exists()]
         if deleted:
             problems.append(f"deleted editable files: {', '.join(deleted)}")
+        links = [p for p in changed if (context.workdir / p).is_symlink()]
+        if links:  # read as text, a link would put any file of this machine into the candidate
+            problems.append(f"made symbolic links: {', '.join(links)}")
         if problems:
             raise InvalidProposal("the agent " + "; ".join(problems))
         files = {}

@@ -175,6 +175,17 @@ def test_a_new_file_outside_the_editable_ones_is_rejected_and_removed(
     assert (wt / TARGET).read_text() == MODEL_PY
 
 
+def test_a_symbolic_link_is_rejected_not_read(tmp_path: Path, worktree) -> None:
+    study, wt = worktree
+    secret = tmp_path / "id_rsa"
+    secret.write_text("PRIVATE KEY\n")
+    source = f"import os\nos.remove({str(wt / TARGET)!r})\nos.symlink({str(secret)!r}, "
+    source += f"{str(wt / TARGET)!r})\n"
+    with pytest.raises(InvalidProposal, match=f"made symbolic links: {TARGET}"):
+        agent(tmp_path, source).propose(context(study, wt))
+    assert clean(wt) and (wt / TARGET).read_text() == MODEL_PY
+
+
 def test_an_agent_that_commits_is_undone(tmp_path: Path, worktree) -> None:
     study, wt = worktree
     head = git(wt, "rev-parse", "HEAD")

@@ -22,7 +22,7 @@ from core.workspace import GuardViolation
 from proposers.base import Learned
 from steps.lab import Lab
 from steps.trial import Remeasure, Trial
-from tests.conftest import ROOT, git
+from tests.conftest import ROOT, commit_all, git
 
 
 def baseline(lab: Lab) -> None:
@@ -230,10 +230,37 @@ def test_a_proposal_is_built_on_the_champion_it_was_made_for(make_study, scripte
     assert lab.champion_commit() != start
     lab.apply(second)
     assert second.built_on == start
-    assert lab.repo.show(f"{second.commit}^", "study/model.py").strip() == model.format(x=10.0, y=0.0).strip()
+    proposed_on = lab.repo.show(f"{second.commit}^", "study/model.py")
+    assert proposed_on.strip() == model.format(x=10.0, y=0.0).strip()
     lab.measure(second)  # 7 against the new champion's 12: better, but measured on the old one
     decision = lab.decide(second)
     assert isinstance(decision, Remeasure) and decision.onto == lab.champion_commit()
     lab.remeasure(second, decision.onto)
     both = model.format(x=5.0, y=1.0)
     assert lab.repo.show(second.commit, "study/model.py").strip() == both.strip()
+
+
+@pytest.mark.parametrize("change", ["symlink", "rename"])
+def test_a_commit_with_a_link_or_a_renamed_fixed_file_is_rejected(make_study, tmp_path, change):
+    """A link in an editable path would have the tool read any file of the machine (the email
+    evaluators read the copy themselves); a rename of a fixed file counts as its old path."""
+    folder = make_study(**{"data.txt": "fixed\n"})
+    (folder / "notes").mkdir()
+    (folder / "notes" / "a.txt").write_text("a\n")
+    spec = folder / "study.yaml"
+    spec.write_text(spec.read_text().replace("[model.py]", "[model.py, notes]"))
+    commit_all(folder.parent, "notes editable")
+    lab = Lab.open(folder)
+    ws = lab.workspace.open_at(lab.repo.branch_head())
+    base, study = ws.head(), ws.path / "study"
+    if change == "symlink":
+        (tmp_path / "secret").write_text("KEY=value\n")
+        (study / "model.py").unlink()
+        (study / "model.py").symlink_to(tmp_path / "secret")
+    else:  # git would show it as notes/data.txt alone
+        (study / "data.txt").rename(study / "notes" / "data.txt")
+    git(ws.path, "add", "-A")
+    git(ws.path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", change)
+    why = "adds symbolic links: study/model.py" if change == "symlink" else "study/data.txt"
+    with pytest.raises(GuardViolation, match=why):
+        ws.check_commit(base, ws.head(), lab.protected())
