@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from core.decide import Counts, Direction, Verdict, beta_binomial, prob_better
+from core.decide import Counts, Direction, Verdict, beta_binomial, prob_better, rate_bar
 from core.study import DecisionConfig
 
 Status = Literal["keep", "discard", "inconclusive"]
@@ -78,13 +78,7 @@ def next_look(now: float, launched_at: float, look_every_h: float) -> float:
     return launched_at + done * step
 
 
-def _bar(rule: DecisionConfig, min_delta: float, champion: Counts) -> float:
-    """The practical bar as core.decide computes it for rates: absolute, or relative."""
-    rate = (1 + champion[0]) / (2 + champion[1])
-    return min_delta * rate if rule.relative else min_delta
-
-
-def _prob_better(direction: Direction, champion: Counts, challenger: Counts) -> float:
+def prob_challenger_better(direction: Direction, champion: Counts, challenger: Counts) -> float:
     """P(challenger's rate better than the champion's) under Beta(1+s, 1+f) posteriors."""
     (s_h, n_h), (s_c, n_c) = champion, challenger
     if direction == "minimize":
@@ -148,7 +142,7 @@ def _final(
             f"abtest empty {counts}",
             final=True,
         )
-    bar = _bar(rule, min_delta, champion)
+    bar = rate_bar(rule, min_delta, champion)
     v = beta_binomial(
         direction, champion, challenger, rule.probability, rule.max_expected_loss, bar
     )
@@ -164,13 +158,13 @@ def _early(
     peeking: Peeking,
 ) -> Decision | None:
     """Before the close: keep only past the strict bar, discard only when clearly worse."""
-    bar = _bar(rule, min_delta, champion)
+    bar = rate_bar(rule, min_delta, champion)
     v = beta_binomial(
         direction, champion, challenger, peeking.keep_probability, rule.max_expected_loss, bar
     )
     if v.status == "keep":
         return Decision("keep", f"early keep: {v.reason}", f"{v.evidence} look=early", False)
-    prob = _prob_better(direction, champion, challenger)
+    prob = prob_challenger_better(direction, champion, challenger)
     if prob < peeking.futility_probability:
         counts = _counts_text(champion, challenger)
         return Decision(

@@ -463,12 +463,18 @@ def _decide_rates(
             return Verdict("discard", problem, "beta_binomial")
     cand = candidate_counts or _counts_from_outcomes("candidate", candidate)
     rate = (1 + champ[0]) / (2 + champ[1])
-    bar = (min_delta * rate if rule.relative else min_delta) + extra
+    bar = rate_bar(rule, min_delta, champ) + extra
     verdict = beta_binomial(direction, champ, cand, rule.probability, rule.max_expected_loss, bar)
     if cand[1] == 0:
         return verdict
     point = gain(direction, (1 + cand[0]) / (2 + cand[1]), rate)
     return _simplicity(rule, verdict, point, net_lines)
+
+
+def rate_bar(rule: DecisionConfig, min_delta: float, champion: Counts) -> float:
+    """The practical bar for rates: `min_delta` absolute, or relative to the champion's rate."""
+    rate = (1 + champion[0]) / (2 + champion[1])
+    return min_delta * rate if rule.relative else min_delta
 
 
 def _simplicity(

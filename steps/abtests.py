@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from core import abtest
-from core.decide import Verdict, prob_better
+from core.decide import Verdict
 from core.files import atomic_write
 from core.ledger import Row, Status
 from evaluators.base import AsyncEvaluator, Collected, Launch, Measurement, NotNow
@@ -167,9 +167,10 @@ class ABTests:
             "| # | arm | sent | delivered | replied | rate (95% interval) | P(better) | due |",
             "|---|---|---|---|---|---|---|---|",
         ]
+        direction = self.lab.study.metric.direction
         for trial in self.launched():
             c = self.evaluator.collect(self.handle(trial), self.state_dir)
-            p = _p_better(c)
+            p = abtest.prob_challenger_better(direction, c.arms["champion"], c.arms["challenger"])
             for arm in ("champion", "challenger"):
                 d = c.detail.get(arm, {})
                 s, n = c.arms[arm]
@@ -196,11 +197,6 @@ def measurement(c: Collected) -> Measurement:
 def _rate(counts: tuple[int, int]) -> float:
     s, n = counts
     return s / n if n else 0.0
-
-
-def _p_better(c: Collected) -> float:
-    (s_h, n_h), (s_c, n_c) = c.arms["champion"], c.arms["challenger"]
-    return prob_better(1 + s_h, 1 + n_h - s_h, 1 + s_c, 1 + n_c - s_c)
 
 
 def _interval(s: int, n: int) -> tuple[float, float]:

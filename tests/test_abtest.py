@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.abtest import Peeking, as_of, interim, next_look
+from core.abtest import Peeking, as_of, interim, next_look, prob_challenger_better
 from core.study import DecisionConfig
 
 RULE = DecisionConfig(rule="beta_binomial", probability=0.96)
@@ -111,3 +111,10 @@ def test_peeking_daily_keeps_fewer_aa_tests_than_naive_peeking() -> None:
         naive += first_decision(arms, n, naive_peeking) == "keep"
     assert ours / reps <= 0.07
     assert naive > 2 * ours
+
+
+def test_the_challenger_is_better_with_fewer_successes_when_minimizing() -> None:
+    """What the dashboard shows as P(better): for a minimized rate (unsubscribes, say), fewer."""
+    fewer, more = (10, 1000), (30, 1000)
+    assert prob_challenger_better("minimize", more, fewer) > 0.99
+    assert prob_challenger_better("maximize", more, fewer) < 0.01
