@@ -21,7 +21,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-HIDDEN_ROOTS = ("/home", "/root", "/run/user", "/var/tmp", "/tmp")  # besides $HOME
+HIDDEN_ROOTS = ("/home", "/root", "/var/tmp", "/tmp")  # besides /run, $HOME and the checkout
+RESOLVER = "/run/systemd/resolve"  # where /etc/resolv.conf points on systemd hosts
 DEVICES = ("/dev/nvidia0", "/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools",
            "/dev/nvidia-modeset", "/dev/dri", "/dev/kfd")  # fmt: skip
 INSTALL = (
@@ -85,10 +86,13 @@ def choose(enabled: bool, writes_code: bool) -> tuple[bool, str]:
 
 
 def _python_roots() -> list[Path]:
-    """What the evaluation's Python needs to see: the venv, its base install, our own code."""
-    ours = Path(__file__).resolve().parent.parent  # an editable install's source tree
-    roots = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve().parent, ours}
-    return sorted(p.resolve() for p in roots if p.exists())
+    """What the evaluation's Python needs to see: the venv, its base install, and our own
+    packages (an editable install's source tree, without the rest of it: its Prefect database,
+    other studies' runs)."""
+    ours = Path(__file__).resolve().parent.parent
+    packages = [p for p in ours.iterdir() if (p / "__init__.py").is_file()]
+    roots = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve().parent}
+    return sorted(p.resolve() for p in (*roots, *packages) if p.exists())
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,7 @@ class Sandbox:
 
     worktree: Path  # visible, read-only
     hidden: tuple[Path, ...]  # state folder, the repository's .git: replaced by empty folders
+    checkout: Path | None = None  # the user's repository: hidden, but for what is shown again
     network: bool = False
     readable: tuple[Path, ...] = ()  # extra paths to show read-only (under a hidden root)
     writable: tuple[Path, ...] = ()  # extra paths to let it write (created if missing)
@@ -107,10 +112,14 @@ class Sandbox:
         args = [require(), "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
         for device in DEVICES:  # GPUs stay usable
             args += ["--dev-bind-try", device, device]
-        hidden = (*HIDDEN_ROOTS, str(self.home), *(() if self.network else ("/run",)))
+        hidden = [*HIDDEN_ROOTS, "/run", str(self.home)]
+        if self.checkout is not None:
+            hidden.append(str(self.checkout))
         for root in hidden:
             if Path(root).is_dir():
                 args += ["--tmpfs", root]
+        if self.network:  # name resolution, and nothing else of /run (no docker.sock)
+            args += ["--ro-bind-try", RESOLVER, RESOLVER]
         for path in (*_python_roots(), *self.readable):
             args += ["--ro-bind-try", str(path), str(path)]
         for path in self.hidden:

@@ -60,11 +60,12 @@ def tail(text: str, lines: int = TAIL_LINES) -> str:
 
 
 def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The evaluator's environment: ours minus anything that looks like a secret.
+    """The evaluator's environment: ours minus anything that looks like a secret, and minus
+    Prefect's settings (with the network, a candidate could write its own measurement there).
 
     The venv's bin comes first on PATH so that `python` is the interpreter running us.
     """
-    env = safe_environ(dict(os.environ))
+    env = {k: v for k, v in safe_environ(dict(os.environ)).items() if not k.startswith("PREFECT_")}
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # no stale .pyc of one candidate read by the next

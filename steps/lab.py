@@ -145,6 +145,7 @@ class Lab:
         return Sandbox(
             worktree=workspace.path,
             hidden=(study.state_dir, self.repo.git_dir),
+            checkout=study.repo_root,
             network=bool(getattr(study.config.evaluator, "network", False)),
             readable=tuple(study.path_option(p) for p in cfg.readable),
             writable=tuple(study.path_option(p) for p in cfg.writable),

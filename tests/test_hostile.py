@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -315,3 +316,47 @@ def _listening(port: int) -> bool:
 
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+SNOOP = """import os, pathlib
+paths = ("../../../../.env", "/run/autoresearch-test-marker")
+seen = [n for n in paths if pathlib.Path(n).exists()]
+seen += [k for k in os.environ if k.startswith("PREFECT_")]
+print("seen:", " ".join(seen) or "nothing")
+X = 10.0
+"""
+
+
+def outside_hidden_roots() -> Path:
+    """A folder outside /home and /tmp (which the sandbox hides anyway), as a checkout in /srv."""
+    for parent in ("/srv", "/opt", "/var/lib"):
+        if os.access(parent, os.W_OK) and os.access("/run", os.W_OK):
+            return Path(tempfile.mkdtemp(prefix="autoresearch-test-", dir=parent))
+    pytest.skip("needs a writable folder outside /home and /tmp, and /run (as root)")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_candidate_sees_nothing_of_the_checkout_run_or_prefect(make_study, mode):
+    """The user's checkout outside the study (an untracked .env), /run (sockets such as
+    docker.sock), also with the network, and Prefect's settings stay out of the sandbox."""
+    made = make_study(yaml_extra=f"{mode}\n")
+    spec = made / "study.yaml"
+    spec.write_text(spec.read_text().replace("timeout_s: 20}", "timeout_s: 20, network: true}"))
+    git(made.parent, "commit", "-qam", "with the network")
+    where = outside_hidden_roots()
+    marker = Path("/run/autoresearch-test-marker")
+    try:
+        shutil.copytree(made.parent, where / "repo")
+        folder = where / "repo" / "study"
+        (folder.parent / ".env").write_text("KEY=value\n")
+        marker.write_text("a socket, say\n")
+        run(folder, SNOOP)
+        log = (folder.parent / "runs" / "toy" / "logs" / "2.log").read_text()
+    finally:
+        marker.unlink(missing_ok=True)
+        shutil.rmtree(where)
+    assert "PREFECT_" not in log  # in either mode: the evaluator's environment has none
+    expected = "seen: ../../../../.env /run/autoresearch-test-marker"
+    assert (expected in log) == (mode == "sandbox: false"), log
+    if mode == "sandbox: true":
+        assert "seen: nothing" in log
