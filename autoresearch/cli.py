@@ -122,8 +122,8 @@ def _run(
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
     from core.lock import StudyLocked
     from core.sandbox import SandboxUnavailable, choose
-    from evaluators import kind as evaluator_kind
     from proposers import choose_kind, make_proposer
+    from steps.lab import runs_model_code
 
     kind, why = choose_kind(spec, proposer)
     researcher = make_proposer(spec, kind, seed)
@@ -133,8 +133,7 @@ def _run(
     from flows.campaign import campaign
 
     try:
-        runs_code = evaluator_kind(spec.config.evaluator.kind).runs_code
-        untrusted = getattr(researcher, "writes_code", True) and runs_code
+        untrusted = runs_model_code(spec, ledger.rows(), researcher.name)
         notice = choose(spec.config.sandbox.enabled, untrusted)[1]
         found.wait_healthy()
     except (SandboxUnavailable, srv.ServerError) as exc:

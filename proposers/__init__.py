@@ -28,6 +28,12 @@ def kind(name: str) -> Kind:
     return importlib.import_module(KINDS[name]).KIND
 
 
+def writes_code(name: str) -> bool:
+    """Whether candidates of the proposer called `name` (as results.tsv names it) may hold code
+    a model wrote: any name that is not a kind of ours may."""
+    return name not in KINDS or kind(name).writes_code
+
+
 def config_for(study: Study, name: str) -> ProposerConfig:
     """The study's proposer section as kind `name` reads it: as written when the study names that
     kind, else the options the two kinds share (for a `--proposer` override)."""

@@ -68,7 +68,6 @@ class AgentCliProposer:
     """Runs a coding-agent CLI on the worktree and turns its diff into a Proposal."""
 
     name = "agent_cli"
-    writes_code = True  # its candidates run only in a sandbox
 
     def __init__(self, config: AgentCliConfig) -> None:
         if not config.command or not config.command.strip():

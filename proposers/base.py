@@ -116,9 +116,6 @@ class Learned:
 
 class Proposer(Protocol):
     name: str
-    # False only for proposers that change nothing but numbers in the study's own files (their
-    # candidates may run unsandboxed where bwrap cannot run); absent means True
-    writes_code: bool
 
     def propose(self, context: Context) -> Proposal: ...
 
@@ -131,3 +128,6 @@ class Kind:
 
     config: type[ProposerConfig]
     create: Callable[[ProposerConfig, int | None], Proposer]
+    # False only for kinds that change nothing but numbers in the study's own files (their
+    # candidates may run unsandboxed where bwrap cannot run)
+    writes_code: bool = True

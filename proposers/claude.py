@@ -369,7 +369,6 @@ class ClaudeProposer:
     """
 
     name = "claude"
-    writes_code = True  # its candidates run only in a sandbox
 
     def __init__(
         self, config: ClaudeConfig, api_key: str | None = None, *, max_retries: int = 3

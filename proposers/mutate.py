@@ -220,7 +220,6 @@ class MutateConfig(ProposerConfig):
 
 class MutateProposer:
     name = "mutate"
-    writes_code = False  # it changes numbers in the study's own files, nothing else
 
     def __init__(self, config: MutateConfig, seed: int | None = None) -> None:
         self.config = config
@@ -274,4 +273,4 @@ class MutateProposer:
         return Learned()  # the core writes the offline summary
 
 
-KIND = Kind(MutateConfig, MutateProposer)
+KIND = Kind(MutateConfig, MutateProposer, writes_code=False)  # numbers in the study's files

@@ -287,7 +287,6 @@ def cma_asks(
 
 class OptunaProposer:
     name = "optuna"
-    writes_code = False  # it changes numbers in the study's own files, nothing else
 
     def __init__(self, config: OptunaConfig, seed: int | None = None) -> None:
         self.config = config
@@ -378,4 +377,4 @@ class OptunaProposer:
         return Learned()  # the core writes the offline summary
 
 
-KIND = Kind(OptunaConfig, OptunaProposer)
+KIND = Kind(OptunaConfig, OptunaProposer, writes_code=False)  # numbers in the study's files

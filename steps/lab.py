@@ -30,6 +30,7 @@ from evaluators import kind as evaluator_kind
 from evaluators import make_evaluator
 from evaluators.base import Evaluator, Measurement
 from evaluators.command import CommandConfig, CommandEvaluator
+from proposers import writes_code
 from proposers.base import Context, InvalidProposal, Learned, Outcome, Proposal, Proposer
 from steps.champion import ChampionRecord, counts
 from steps.instrument import Instrument, log_path
@@ -38,6 +39,15 @@ from steps.slots import Slot, Slots
 from steps.trial import Candidate, Remeasure, Trial
 
 DEFAULT_PROGRAM = Path(__file__).resolve().parent.parent / "program.md"
+
+
+def runs_model_code(study: Study, rows: list[Row], researcher: str) -> bool:
+    """Whether the evaluator would run code a model wrote: the researcher's candidates, or a
+    champion kept from one that writes code (a campaign of claude, then of mutate)."""
+    if not evaluator_kind(study.config.evaluator.kind).runs_code:
+        return False
+    kept = {r.proposer for r in rows if r.kept and r.description != "baseline"}
+    return any(writes_code(name) for name in (researcher, *kept))
 
 
 class Lab:
@@ -128,10 +138,10 @@ class Lab:
     def protected(self) -> dict[str, str]:
         return self.state.load()["protected"]
 
-    def choose_sandbox(self, writes_code: bool) -> str:
+    def choose_sandbox(self, researcher: str) -> str:
         """Decide, once per campaign, whether candidates run sandboxed; a notice when not.
         Model-written code that the evaluator runs needs the sandbox (see core.sandbox)."""
-        untrusted = writes_code and evaluator_kind(self.study.config.evaluator.kind).runs_code
+        untrusted = runs_model_code(self.study, self.ledger.rows(), researcher)
         self.sandboxed, notice = sandbox.choose(self.study.config.sandbox.enabled, untrusted)
         self.own_files = self._own_files()
         self.instrument.own_files = self.own_files

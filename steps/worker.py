@@ -47,7 +47,7 @@ def measure_at(
     ref = repo.candidate_ref(experiment)
     repo.origin.git.fetch(remote, f"+{ref}:{ref}")  # the champion is the candidate's parent
     lab = Lab(spec)  # for its sandbox: the worker's own state and .git stay hidden
-    lab.choose_sandbox(writes_code=True)
+    lab.choose_sandbox(researcher="")  # a worker measures whatever it is sent: always sandboxed
     watched = Watched([lab.ledger.path, lab.state.path], [repo.git_dir / "hooks"])
     instrument = Instrument(spec, make_evaluator(spec), lambda: protected, watched, lab.sandbox)
     workspace = Workspace(spec, f"remote-{experiment}", repo).open_at(commit)

@@ -48,7 +48,7 @@ async def open_lab(study: str, parallel: int | None = None) -> Lab:
 @task(name="prepare", cache_policy=NO_CACHE)
 async def prepare(lab: Lab, researcher: Proposer) -> str:
     """The sandbox decision; its notice, when candidates run unsandboxed, is logged."""
-    notice = lab.choose_sandbox(getattr(researcher, "writes_code", True))
+    notice = lab.choose_sandbox(researcher.name)
     if notice:
         get_run_logger().warning(notice)
     return notice
