@@ -105,6 +105,26 @@ def test_a_faster_but_wrong_renderer_is_a_crash_naming_the_template(study: Path)
     assert "render_cpu_ms" not in parse_metrics(log)
 
 
+ONE_PASS_WRONG = """
+
+_calls = [0]
+_right = render
+
+
+def render(source, context):  # noqa: F811
+    _calls[0] += 1
+    return _right(source, context) + ("!" if _calls[0] == 14 * 20 + 1 else "")
+"""
+
+
+def test_a_renderer_wrong_on_one_pass_of_forty_is_a_crash(study: Path) -> None:
+    """Every pass is checked: wrong on pass 20 alone (of 40), it is caught every time."""
+    renderer = study / "renderer.py"
+    renderer.write_text(renderer.read_text() + ONE_PASS_WRONG)
+    m, log = evaluate(study)
+    assert m.status == "crash" and "(pass 20)" in log, log
+
+
 DELEGATE = (
     "\nimport liquid\n\nrender = lambda s, c: liquid.Environment().from_string(s).render(**c)\n"
 )

@@ -3,8 +3,8 @@
 `python -S -I render_corpus.py DIR` reads DIR/inputs.json (the templates and one context per
 pass, chosen by evaluate.py), renders every template with every pass's context through
 `renderer.render`, and writes DIR/outputs.json (one list of outputs per pass). Nothing else: it
-is timed from outside, and evaluate.py checks every output it samples against python-liquid.
-`-S` leaves site-packages out, so the renderer cannot hand the work to the reference engine.
+is timed from outside, and evaluate.py checks every output against python-liquid. `-S` leaves
+site-packages out: the reference engine is not at hand (program.md forbids reaching for it).
 """
 
 import json
