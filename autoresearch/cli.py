@@ -15,6 +15,7 @@ from typing import Any
 import click
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -31,7 +32,7 @@ TEMPLATE_DIR = Path(__file__).parent / "template"
 
 
 def _fail(exc: Exception) -> None:
-    console.print(f"[red]{exc}[/red]", highlight=False, soft_wrap=True)
+    console.print(f"[red]{escape(str(exc))}[/red]", highlight=False, soft_wrap=True)
     sys.exit(getattr(exc, "exit_code", 1))
 
 
@@ -98,7 +99,7 @@ def run(
     finally:
         found.stop(wait=False)
     if result.get("stop"):
-        console.print(f"[yellow]{result['stop']}[/yellow]")
+        console.print(f"[yellow]{escape(result['stop'])}[/yellow]")
     _print_summary(spec, ledger)
     if result.get("signal"):
         sys.exit(128 + result["signal"])
@@ -139,7 +140,7 @@ def _run(
     except (SandboxUnavailable, srv.ServerError) as exc:
         _fail(exc)
     if notice:
-        console.print(f"[yellow]{notice}[/yellow]", highlight=False)
+        console.print(f"[yellow]{escape(notice)}[/yellow]", highlight=False)
     console.print(f"[dim]{where}[/dim]", highlight=False)
 
     done = threading.Event()
@@ -351,7 +352,7 @@ def check(study: str) -> None:
     except (StudyLocked, StudyError, GuardViolation, SandboxUnavailable) as exc:
         _fail(exc)
     if m.status != "ok":
-        console.print(f"[red]evaluator crashed: {m.reason}[/red]\n{m.log_tail}")
+        console.print(f"[red]evaluator crashed: {escape(m.reason)}[/red]\n{escape(m.log_tail)}")
         sys.exit(1)
     extra = ", ".join(f"{k} {v:g}" for k, v in m.secondary.items())
     console.print(

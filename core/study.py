@@ -318,7 +318,11 @@ def _kind_section(
     if kind not in names:
         return None, [f"{section}.kind: unknown kind {kind!r}; choose one of {', '.join(names)}"]
     try:
-        return kinds.model(section, kind).model_validate(data), []
+        model = kinds.model(section, kind)
+    except ValueError as exc:  # its plugin cannot load: an optional package is missing
+        return None, [f"{section}.kind: {exc}"]
+    try:
+        return model.model_validate(data), []
     except ValidationError as exc:
         return None, _problems(section, exc)
 

@@ -25,7 +25,13 @@ KINDS: dict[str, str] = {
 def kind(name: str) -> Kind:
     if name not in KINDS:
         raise ValueError(f"unknown proposer {name!r}; choose one of {', '.join(KINDS)}")
-    return importlib.import_module(KINDS[name]).KIND
+    try:
+        return importlib.import_module(KINDS[name]).KIND
+    except ModuleNotFoundError as exc:  # an optional dependency: optuna is in the extra `search`
+        raise ValueError(
+            f"proposer {name} needs the package {exc.name}, which is not installed "
+            f"(pip install -e '.[search]' installs optuna's)"
+        ) from None
 
 
 def writes_code(name: str) -> bool:

@@ -12,8 +12,8 @@ from typing import Any, Literal
 from pydantic import ValidationError, field_validator
 
 from proposers.base import Kind, Proposer
-from proposers.claude import ClaudeConfig, ClaudeProposer
-from proposers.mutate import MutateConfig, MutateProposer
+from proposers.claude import ClaudeConfig
+from proposers.mutate import MutateConfig
 
 OFFLINE = ("mutate", "optuna", "agent_cli")
 
@@ -53,20 +53,8 @@ def resolve(config: AutoConfig) -> tuple[str, str]:
 
 
 def create(config: AutoConfig, seed: int | None = None) -> Proposer:
-    from proposers import kind
-
-    name = resolve(config)[0]
-    fields = config.model_dump(exclude={"kind", "offline"})
-    if name == "claude":
-        return ClaudeProposer(ClaudeConfig.model_validate(_of(ClaudeConfig, fields)))
-    if config.offline:
-        chosen = kind(name)
-        return chosen.create(chosen.config.model_validate(config.offline), seed)
-    return MutateProposer(MutateConfig.model_validate(_of(MutateConfig, fields)), seed)
-
-
-def _of(model: type[ClaudeConfig] | type[MutateConfig], fields: dict[str, object]) -> dict:
-    return {k: v for k, v in fields.items() if k in model.model_fields}
+    """Never a proposer of its own: `auto` is resolved to a kind first (proposers.choose_kind)."""
+    raise ValueError("auto is not a proposer: resolve it with proposers.choose_kind first")
 
 
 KIND = Kind(AutoConfig, create)

@@ -231,7 +231,7 @@ class MutateProposer:
             raise InvalidProposal("no numeric literal in any editable file")
         rng = random.Random(f"{self.seed}:{context.experiment}")
         states, last = knobs(context.history, self.config.step, context.study.metric.direction)
-        seen = tried(context.history) | context.tried | {p.key for p in context.in_flight}
+        seen = tried(context.history) | context.tried  # in-flight keys included
         for lit, side, step in self._moves(candidates, states, last, rng):
             new = moved(lit, side, step)
             key = f"{lit.location}={new}"

@@ -295,7 +295,7 @@ class OptunaProposer:
     def propose(self, context: Context) -> Proposal:
         space, champion = self._space(context)
         history = measured(context.history)
-        busy = context.tried | {p.key for p in context.in_flight} | {key_of(space.write(champion))}
+        busy = context.tried | {key_of(space.write(champion))}  # in-flight keys included
         for params in self._asks(context, space, champion, history):
             texts = space.write(params)
             key = key_of(texts)

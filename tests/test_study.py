@@ -134,3 +134,22 @@ def test_a_study_file_that_is_not_utf8_is_named(make_study):
         load_study(folder)
     result = CliRunner().invoke(main, ["status", str(folder)])
     assert result.exit_code == 2 and "not UTF-8" in result.output
+
+
+def test_a_missing_optional_package_is_a_study_problem_naming_its_extra(make_study, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "optuna", None)  # as if not installed
+    monkeypatch.delitem(sys.modules, "proposers.optuna", raising=False)
+    folder = make_study(yaml_extra="proposer: {kind: optuna}\n")
+    result = CliRunner().invoke(main, ["check", str(folder)])
+    assert result.exit_code == 2, result.output
+    assert "proposer.kind: proposer optuna needs the package optuna" in result.output
+    assert "pip install -e '.[search]'" in result.output  # printed as written, not as markup
+
+
+def test_check_prints_a_crashed_evaluator_s_output_as_written(make_study):
+    folder = make_study("print('[/red] [bold]loud[/bold] [link=x]')\nraise SystemExit(3)\n")
+    result = CliRunner().invoke(main, ["check", str(folder)])
+    assert result.exit_code == 1, result.output
+    assert "[/red] [bold]loud[/bold] [link=x]" in result.output
