@@ -57,13 +57,18 @@ class Watched:
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[None]:
-        """The tool writes its files: open watches take the result as their new baseline."""
+        """The tool writes its files: open watches take the result as their new baseline (also
+        when the write failed half-way: what it left is the tool's own). With no watch open
+        (no evaluation running), nothing is read."""
         with self._lock:
-            yield
-            now = self.snapshot()
-            for snap in self._open.values():
-                snap.clear()
-                snap.update(now)
+            try:
+                yield
+            finally:
+                if self._open:
+                    now = self.snapshot()
+                    for snap in self._open.values():
+                        snap.clear()
+                        snap.update(now)
 
     def _restore(self, before: Snapshot) -> list[Path]:
         now = self.snapshot()

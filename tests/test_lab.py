@@ -264,3 +264,23 @@ def test_a_commit_with_a_link_or_a_renamed_fixed_file_is_rejected(make_study, tm
     why = "adds symbolic links: study/model.py" if change == "symlink" else "study/data.txt"
     with pytest.raises(GuardViolation, match=why):
         ws.check_commit(base, ws.head(), lab.protected())
+
+
+def test_the_tools_own_writes_during_a_watch_are_not_tampering(tmp_path):
+    """A parallel slot's row lands while another evaluation is watched (also a write that fails
+    half-way); a write from outside `writing()` is tampering, and is put back."""
+    from core.tamper import Tampered, Watched
+
+    ledger = tmp_path / "results.tsv"
+    ledger.write_text("row 1\n")
+    watched = Watched([ledger], [])
+    with watched.watch():
+        with watched.writing():
+            ledger.write_text("row 1\nrow 2\n")
+        with pytest.raises(OSError), watched.writing():
+            ledger.write_text("row 1\nrow 2\nrow 3\n")
+            raise OSError("disk full")
+    assert ledger.read_text() == "row 1\nrow 2\nrow 3\n"
+    with pytest.raises(Tampered, match="results.tsv"), watched.watch():
+        ledger.write_text("forged\n")
+    assert ledger.read_text() == "row 1\nrow 2\nrow 3\n"
