@@ -21,6 +21,7 @@ from prefect.context import TaskRunContext
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
+from core.interrupt import Interrupted, stop_now
 from evaluators.base import Measurement
 from steps import worker
 from steps.lab import Lab
@@ -106,8 +107,12 @@ def _parameters(lab: Lab, trial: Trial) -> dict[str, Any]:
 
 
 async def _final_state(run_id: UUID) -> Any:
+    """The worker's flow run once it ended. A person's stop-now leaves it to the worker: its
+    run id is in the pending record, so the next start waits for it again."""
     async with get_client() as client:
         while True:
+            if stop_now.is_set():
+                raise Interrupted("stopped now, while a worker measured")
             run = await client.read_flow_run(run_id)
             if run.state is not None and run.state.is_final():
                 return run.state

@@ -89,3 +89,20 @@ def test_two_workers_with_their_own_clones_evaluate_the_candidates(make_study, t
     for clone in clones:  # the workers decide nothing, record nothing
         assert not (clone / "runs" / "toy" / "results.tsv").exists()
     assert all(list((c / "runs" / "toy" / "logs").glob("*.log")) for c in clones), "one idle"
+
+
+def test_a_stop_now_ends_the_wait_for_a_worker():
+    """A second Ctrl-C does not wait for a worker that may never come: the run id stays in the
+    pending record, and the next start waits for it again."""
+    import asyncio
+    import uuid
+
+    from core import interrupt
+    from tasks.remote import _final_state
+
+    interrupt.stop_now.set()
+    try:
+        with pytest.raises(interrupt.Interrupted, match="while a worker measured"):
+            asyncio.run(asyncio.wait_for(_final_state(uuid.uuid4()), timeout=30))
+    finally:
+        interrupt.clear()
