@@ -120,21 +120,24 @@ class StudyRepo:
             paths = [line[3:] for line in changed.splitlines()][:5]
             raise NotCommitted(f"{where}: uncommitted changes in {', '.join(paths)} {how}")
 
-    def remove_stale_locks(self) -> list[Path]:
-        """Git lock files of this study's worktrees and branch, left by a killed git.
-
-        Only under the study's own lock (no other process of ours runs git on them).
-        """
+    def stale_locks(self) -> list[Path]:
+        """Git lock files of this study's worktrees, branch and candidate refs, left by a
+        killed git (stale only under the study's own lock: no other process of ours runs git
+        on them)."""
         found = [
             *(self.git_dir / "worktrees").glob("*/*.lock"),
             self.git_dir / "refs" / "heads" / f"{self.branch}.lock",
             self.git_dir / "logs" / "refs" / "heads" / f"{self.branch}.lock",
             *(self.git_dir / "refs" / "autoresearch" / self.study.name).glob("*.lock"),
         ]
-        ours = {p for p in found if p.exists() and self._ours(p)}
-        for lock in ours:
+        return sorted({p for p in found if p.exists() and self._ours(p)})
+
+    def remove_stale_locks(self) -> list[Path]:
+        """Remove the stale locks (under the study's own lock); the ones removed."""
+        stale = self.stale_locks()
+        for lock in stale:
             lock.unlink(missing_ok=True)
-        return sorted(ours)
+        return stale
 
     def _ours(self, lock: Path) -> bool:
         """A lock of one of this study's worktrees (their admin folder names its path), or of

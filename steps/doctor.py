@@ -113,12 +113,7 @@ def _worktrees(lab: Lab) -> Finding:
 
 
 def _locks(lab: Lab) -> Finding:
-    git_dir = lab.repo.git_dir
-    names = [
-        *(git_dir / "worktrees").glob("*/*.lock"),
-        git_dir / "refs" / "heads" / f"{lab.repo.branch}.lock",
-    ]
-    stale = [str(p.relative_to(git_dir)) for p in names if p.exists()]
+    stale = [str(p.relative_to(lab.repo.git_dir)) for p in lab.repo.stale_locks()]
     return Finding("no stale git locks", not stale, ", ".join(stale), True)
 
 

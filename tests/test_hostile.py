@@ -222,6 +222,17 @@ def test_git_locks_left_by_a_killed_run_are_removed(make_study):
     assert row.status == Status.KEEP and not any(p.exists() for p in locks)
     check = CliRunner().invoke(main, ["check", str(folder)])
     assert check.exit_code == 0, check.output
+    someone_elses = git_dir / "refs" / "heads" / "main.lock"  # not the study's: left alone
+    ref_lock = git_dir / "refs" / "autoresearch" / "toy" / "7.lock"
+    ref_lock.parent.mkdir(parents=True, exist_ok=True)
+    for lock in (someone_elses, ref_lock):
+        lock.write_text("left by a SIGKILL\n")
+    doctor = CliRunner().invoke(main, ["doctor", str(folder)])
+    assert doctor.exit_code != 0 and "refs/autoresearch/toy/7.lock" in doctor.output
+    assert "main.lock" not in doctor.output, doctor.output
+    fixed = CliRunner().invoke(main, ["doctor", str(folder), "--fix"])
+    assert not ref_lock.exists() and someone_elses.exists(), fixed.output
+    assert CliRunner().invoke(main, ["doctor", str(folder)]).exit_code == 0
 
 
 def test_an_uncommitted_study_is_refused_and_records_nothing(tmp_path):
