@@ -9,9 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from core.tamper import Watched
-from core.workspace import StudyRepo, Workspace
-from evaluators import make_evaluator
+from core.workspace import Workspace
 from evaluators.base import Measurement
 from steps.instrument import Instrument
 from steps.lab import Lab
@@ -43,13 +41,13 @@ def measure_at(
     """The candidate `commit` (and, for a paired rule, the champion beside it) measured in the
     clone at `clone`, whose study folder is `study` (relative to the clone's root)."""
     spec = load_study(clone / study)
-    repo = StudyRepo(spec)
+    lab = Lab(spec)  # the worker's own: its state and .git hidden from the sandbox, and watched
+    repo = lab.repo
     ref = repo.candidate_ref(experiment)
     repo.origin.git.fetch(remote, f"+{ref}:{ref}")  # the champion is the candidate's parent
-    lab = Lab(spec)  # for its sandbox: the worker's own state and .git stay hidden
     lab.choose_sandbox(researcher="")  # a worker measures whatever it is sent: always sandboxed
-    watched = Watched([lab.ledger.path, lab.state.path], [repo.git_dir / "hooks"])
-    instrument = Instrument(spec, make_evaluator(spec), lambda: protected, watched, lab.sandbox)
+    # the protected files as the campaign hashed them
+    instrument = Instrument(spec, lab.evaluator, lambda: protected, lab.own_files, lab.sandbox)
     workspace = Workspace(spec, f"remote-{experiment}", repo).open_at(commit)
     beside = Workspace(spec, f"remote-{experiment}-champion", repo) if paired else None
     try:
