@@ -102,8 +102,9 @@ def run_command(
     env: dict[str, str],
     max_log_bytes: int = 20_000_000,
     sandbox: Sandbox | None = None,
-) -> tuple[int | None, float]:
-    """Run a shell command with its output to log_path. Returns (exit code or None, seconds)."""
+) -> tuple[int | None, float, str]:
+    """Run a shell command with its output to log_path. Returns (exit code or None, seconds,
+    the log as written: secrets redacted)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     argv = ["/bin/sh", "-c", command]
     start = time.monotonic()
@@ -130,9 +131,10 @@ def run_command(
             proc.stdout.close()
             running.unlink(missing_ok=True)
     text = log_path.read_text(errors="replace")
-    if redact(text) != text:  # a secret it should never have seen, printed all the same
-        atomic_write(log_path, redact(text))
-    return code, time.monotonic() - start
+    clean = redact(text)
+    if clean != text:  # a secret it should never have seen, printed all the same
+        atomic_write(log_path, clean)
+    return code, time.monotonic() - start, clean
 
 
 def _wait(proc: subprocess.Popen[bytes], timeout_s: float) -> int | None:
@@ -193,7 +195,7 @@ class CommandEvaluator:
         sandbox: Sandbox | None = None,
         env: dict[str, str] | None = None,
     ) -> Measurement:
-        code, seconds = run_command(
+        code, seconds, text = run_command(
             self.config.command,
             workdir,
             log_path,
@@ -202,7 +204,6 @@ class CommandEvaluator:
             int(self.config.max_log_mb * 1_000_000),
             sandbox,
         )
-        text = log_path.read_text(errors="replace")
         return measure(text, self.metric, code, self.config.timeout_s, seconds)
 
 

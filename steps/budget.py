@@ -30,10 +30,6 @@ class Budget:
         self.crashes: list[Row] = []  # the current run of crashes
         self.stop = ""
 
-    @property
-    def forever(self) -> bool:
-        return self.planned is None and self.minutes is None
-
     def minutes_used(self) -> float:
         return (time.monotonic() - self.start) / 60
 
