@@ -32,6 +32,7 @@ class ABTests:
     def __init__(self, lab: Lab) -> None:
         self.lab = lab
         self.evaluator: AsyncEvaluator = lab.evaluator  # type: ignore[assignment]
+        self._handles: dict[int, dict[str, Any]] = {}  # as saved: a plan, read once (~1 MB)
 
     @property
     def state_dir(self) -> Path:
@@ -41,7 +42,10 @@ class ABTests:
         return self.lab.pending.folder / f"{number}.handle.json"
 
     def handle(self, trial: Trial) -> dict[str, Any]:
-        return json.loads(self.handle_path(trial.experiment).read_text())
+        number = trial.experiment
+        if number not in self._handles:
+            self._handles[number] = json.loads(self.handle_path(number).read_text())
+        return self._handles[number]
 
     # what is in flight -------------------------------------------------------------------
 
@@ -87,6 +91,7 @@ class ABTests:
         self.finish(trial, "superseded")  # a test of the change on an older champion stops
         with lab.own_files.writing():
             atomic_write(self.handle_path(trial.experiment), json.dumps(handle))
+        self._handles[trial.experiment] = handle
         lab.note(trial, stage="launched", due=handle.get("planned_at_iso", ""))
         self.evaluator.start(handle, self.state_dir)
         return None
@@ -144,9 +149,10 @@ class ABTests:
         """The batch is decided: it stops sending; later replies show as late, uncounted."""
         path = self.handle_path(trial.experiment)
         if path.exists():
-            self.evaluator.finish(json.loads(path.read_text()), self.state_dir, status)
+            self.evaluator.finish(self.handle(trial), self.state_dir, status)
             with self.lab.own_files.writing():
                 path.unlink()
+        self._handles.pop(trial.experiment, None)
 
     def due(self) -> str | None:
         """When collecting again is worth it: the earliest due time of the tests in flight."""

@@ -166,12 +166,15 @@ class Lab:
     def reserve(self) -> Trial:
         """The next experiment number and a free slot; recorded before anything is done."""
         with self.numbering:
-            taken = self.ledger.experiments() | set(self.pending.numbers())
-            number = max(taken, default=0) + 1
+            number = self._next_number()
             slot = self.slots.claim(number)
             trial = Trial(number, slot.index)
             self.note(trial)
         return trial
+
+    def _next_number(self) -> int:
+        """One past every experiment recorded or in flight (under `numbering`)."""
+        return max([*self.ledger.experiments(), *self.pending.numbers()], default=0) + 1
 
     def note(self, trial: Trial, **more: Any) -> None:
         """The trial's pending record, as it stands now (an evaluation in another slot may be
@@ -400,8 +403,7 @@ class Lab:
         cfg = self.study.config.holdout
         assert cfg is not None
         with self.numbering:
-            taken = self.ledger.experiments() | set(self.pending.numbers())
-            number = self._holdout_left() or max(taken, default=0) + 1
+            number = self._holdout_left() or self._next_number()
             with self.own_files.writing():
                 self.pending.write(number, {"stage": "holdout"})
         trial = Trial(number, commit=self.champion_commit())
