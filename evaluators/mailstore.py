@@ -620,6 +620,9 @@ class MailStore:
         ).fetchone()
         return row[0], int(row[1] or 0)
 
+    def message(self, token: str) -> sqlite3.Row:
+        return self.db.execute("SELECT * FROM messages WHERE token = ?", (token,)).fetchone()
+
     def messages(self, batch: str) -> list[sqlite3.Row]:
         return self.db.execute(
             "SELECT * FROM messages WHERE batch = ? ORDER BY seq", (batch,)

@@ -751,28 +751,27 @@ class SendGridEvaluator:
         cfg = self.config
         sender = LiveSender(cfg)
         by_token = {m[0]: m for m in handle["messages"]}
-        sent = 0
+        sent, sandbox = 0, bool(handle["sender"]["sandbox_mode"])
         for row in store.planned(handle["batch"]):
-            reason = self._claim(store, row, bool(handle["sender"]["sandbox_mode"]))
+            reason = self._claim(store, row["token"], sandbox)
             if reason == "cap":
                 log.info("%s: daily cap of %d reached", handle["batch"], cfg.daily_cap)
                 break
             if reason:
                 continue
-            outcome = self._send_one(
-                store, sender, row["token"], self._mail(handle, by_token[row["token"]])
-            )
+            mail = self._mail(handle, by_token[row["token"]])
+            outcome = self._send_one(store, sender, row["token"], mail, sandbox)
             if not self._record(store, row["token"], outcome, handle["batch"]):
                 break
             sent += outcome.kind == "sent"
         log.info("%s: %d message(s) sent", handle["batch"], sent)
 
-    def _claim(self, store: MailStore, row: Any, sandbox: bool) -> str | None:
+    def _claim(self, store: MailStore, token: str, sandbox: bool) -> str | None:
         """In one transaction: check the suppressions, the cool-down and the cap, then mark the
         message `sending`. Returns why it was not claimed ('cap': not now), or None."""
         cfg = self.config
         with store.transaction():
-            now = time.time()
+            now, row = time.time(), store.message(token)
             reason = store.why_not(row, now, cfg.daily_cap, cfg.cooldown_days * 86400.0)
             domain = row["email"].split("@")[1]
             if reason is None and not (cfg.send_to_reserved_domains or sandbox):
@@ -784,26 +783,19 @@ class SendGridEvaluator:
             return reason
 
     def _send_one(
-        self, store: MailStore, sender: LiveSender, token: str, body: dict[str, Any]
+        self, store: MailStore, sender: LiveSender, token: str, body: dict[str, Any], sandbox: bool
     ) -> Attempt:
         """Call the API until it takes the message or gives a final answer. The message is
         `sending` only while a call is out: released (planned) before each backoff sleep, so
         a kill while sleeping loses nothing."""
         cfg = self.config
         for attempt in range(1, cfg.max_attempts + 1):
-            if attempt > 1:
-                with store.transaction():  # the list may have changed while we slept
-                    now = time.time()
-                    row = store.db.execute(
-                        "SELECT * FROM messages WHERE token = ?", (token,)
-                    ).fetchone()
-                    reason = store.why_not(row, now, cfg.daily_cap, cfg.cooldown_days * 86400.0)
-                    if reason == "cap":
-                        return Attempt("later", reason="daily cap reached while retrying")
-                    if reason:
-                        store.set_state(token, "skipped", reason)
-                        return Attempt("skipped", reason=reason)
-                    store.mark_sending(token, now)
+            if attempt > 1:  # claimed again: the list may have changed while we slept
+                reason = self._claim(store, token, sandbox)
+                if reason == "cap":
+                    return Attempt("later", reason="daily cap reached while retrying")
+                if reason:
+                    return Attempt("skipped", reason=reason)
             outcome = sender.post(body, attempt)
             if outcome.kind != "retry":
                 return outcome
