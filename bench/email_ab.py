@@ -44,8 +44,8 @@ sys.path.insert(0, str(ROOT))
 from core.abtest import PEEKING, Peeking, as_of, interim  # noqa: E402
 from core.study import DecisionConfig  # noqa: E402
 from evaluators.audience import Model, load_model  # noqa: E402
-from evaluators.base import Launch  # noqa: E402
-from evaluators.sendgrid import SendGridConfig, SendGridEvaluator, from_iso  # noqa: E402
+from evaluators.base import Launch, from_iso  # noqa: E402
+from evaluators.sendgrid import SendGridConfig, SendGridEvaluator  # noqa: E402
 from steps.plugins import load_study  # noqa: E402
 
 STUDY = ROOT / "artifacts" / "cold-email"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -43,15 +44,29 @@ class Measurement:
 
 class Evaluator(Protocol):
     def evaluate(
-        self, workdir: Path, log_path: Path, sandbox: Sandbox | None = None
+        self,
+        workdir: Path,
+        log_path: Path,
+        sandbox: Sandbox | None = None,
+        env: dict[str, str] | None = None,
     ) -> Measurement:
         """Measure the candidate checked out in workdir (the study folder); write the full log.
         Any candidate code it runs, it runs in `sandbox` (None: unsandboxed, by the study's
-        explicit choice)."""
+        explicit choice), with `env` (a slot's environment) added to its own."""
         ...
 
 
 # Results that arrive later --------------------------------------------------------------
+
+
+def iso(t: float) -> str:
+    """A time of the contract (`due_at`, `wait_until`): ISO 8601, UTC, to the second."""
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds")
+
+
+def from_iso(text: str) -> float:
+    when = datetime.fromisoformat(text)
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,7 +33,15 @@ from pydantic import Field
 
 from core.files import atomic_write
 from core.study import EvaluatorConfig, Strict
-from evaluators.base import BadCandidate, Collected, Kind, Launch, Measurement, Unavailable
+from evaluators.base import (
+    BadCandidate,
+    Collected,
+    Kind,
+    Launch,
+    Measurement,
+    Unavailable,
+    iso,
+)
 from evaluators.http import (
     HttpEvalError,
     _session,
@@ -135,10 +142,10 @@ class HttpABEvaluator:
     def collect(self, handle: dict[str, Any], state_dir: Path) -> Collected:
         record = _record(state_dir, handle)
         now = time.time()
-        due = _iso(now + self.config.poll_every_h * 3600)
+        due = iso(now + self.config.poll_every_h * 3600)
         if not record.exists():
             empty = {arm: (0, 0) for arm in ARMS}
-            return Collected(empty, False, _iso(now), {}, "not launched yet")
+            return Collected(empty, False, iso(now), {}, "not launched yet")
         test_id = json.loads(record.read_text())["id"]
         cfg = self.config.collect
         answer = self._call(cfg.model_copy(update={"url": _id(cfg.url, test_id)}), None)
@@ -225,10 +232,6 @@ def _record(state_dir: Path, handle: dict[str, Any]) -> Path:
 
 def _id(url: str, test_id: Any) -> str:
     return url.replace("{id}", str(test_id))
-
-
-def _iso(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds")
 
 
 KIND = Kind(HttpABConfig, HttpABEvaluator, runs_code=False)

@@ -41,7 +41,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -61,6 +60,8 @@ from evaluators.base import (
     Measurement,
     NotNow,
     Unavailable,
+    from_iso,
+    iso,
 )
 from evaluators.mailstore import MailStore, store_path
 
@@ -297,15 +298,6 @@ def _parse_prospects(path: Path) -> Prospects:
 
 
 # Times ---------------------------------------------------------------------------------
-
-
-def iso(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds")
-
-
-def from_iso(text: str) -> float:
-    when = datetime.fromisoformat(text)
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
 def new_token() -> str:
@@ -980,8 +972,4 @@ def floor_hour(t: float) -> float:
     return (t // 3600.0) * 3600.0
 
 
-def factory(config: SendGridConfig, metric: str) -> SendGridEvaluator:
-    return SendGridEvaluator(config, metric)
-
-
-KIND = Kind(SendGridConfig, factory, runs_code=False)
+KIND = Kind(SendGridConfig, SendGridEvaluator, runs_code=False)

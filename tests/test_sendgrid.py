@@ -21,7 +21,7 @@ pytest.importorskip("sendgrid")
 
 from core.abtest import interim  # noqa: E402
 from core.study import DecisionConfig  # noqa: E402
-from evaluators.base import Launch  # noqa: E402
+from evaluators.base import Launch, from_iso  # noqa: E402
 from evaluators.mailstore import MailStore  # noqa: E402
 from evaluators.sendgrid import (  # noqa: E402
     CopyError,
@@ -30,7 +30,6 @@ from evaluators.sendgrid import (  # noqa: E402
     SendError,
     SendGridConfig,
     SendGridEvaluator,
-    from_iso,
     quiet_http_client_logs,
 )
 from tests.conftest import ROOT  # noqa: E402
