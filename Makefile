@@ -16,13 +16,16 @@ $(VENV)/.dev: $(VENV)/.base
 	$(PY) -m pip install -q -e ".[dev,email,search,studies,torch]"
 	touch $@
 
-# bubblewrap sandboxes every evaluation: installed here when we may (root with apt-get);
-# elsewhere the README says how, and `autoresearch run` says so too.
+# bubblewrap sandboxes every evaluation, slirp4netns gives one that asks for the network a
+# network of its own: installed here when we may (root with apt-get); elsewhere the README says
+# how, and `autoresearch run` says so too.
 sandbox:
-	@command -v bwrap >/dev/null || { \
+	@missing=""; command -v bwrap >/dev/null || missing="bubblewrap"; \
+	command -v slirp4netns >/dev/null || missing="$$missing slirp4netns"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap; \
-	  else echo "note: bubblewrap (bwrap) is not installed; see README, 'The sandbox'"; fi; }
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "note: not installed: $$missing; see README, 'The sandbox'"; fi; fi
 
 demo: $(VENV)/.base sandbox
 	$(VENV)/bin/autoresearch run artifacts/cooling -n 20 --proposer auto

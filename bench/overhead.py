@@ -7,12 +7,14 @@ less its own subprocess's. Then the parts are timed one
 by one (an empty flow run, an empty task, our own steps) to name what dominates the difference.
 
     .venv/bin/python bench/overhead.py [-n 20]
+    .venv/bin/python bench/overhead.py --sandbox [-n 20]   # only what the sandbox costs (seconds)
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -64,6 +66,42 @@ def evaluator_time(folder: Path, repeat: int) -> float:
     evaluator = make_evaluator(study)
     log = Path(tempfile.mkdtemp()) / "e.log"
     return statistics.median(evaluator.evaluate(folder, log).duration_s for _ in range(repeat))
+
+
+def sandbox_cost(folder: Path, repeat: int) -> dict[str, float]:
+    """The no-op evaluation's median time: unsandboxed, in the sandbox the lab builds (user
+    namespace, no capability, limits), and in that sandbox with a network of its own."""
+    from dataclasses import replace
+
+    from core.sandbox import bwrap
+    from evaluators.command import clean_env, run_command
+    from steps.lab import Lab
+
+    lab = Lab.open(folder)
+    lab.sandboxed = bwrap() is not None
+    sandbox = lab.sandbox(lab.workspace)
+    log = Path(tempfile.mkdtemp()) / "e.log"
+    ways = {"unsandboxed": None, "sandboxed": sandbox}
+    if sandbox is not None and shutil.which("slirp4netns"):
+        ways["sandboxed, with network"] = replace(sandbox, network=True)
+    out = {}
+    for name, box in ways.items():
+        times = []
+        for _ in range(repeat):
+            code, seconds, text = run_command(
+                "python evaluate.py", lab.workspace.study_dir, log, 30, clean_env(), sandbox=box
+            )
+            assert code == 0 and "score:" in text, text
+            times.append(seconds)
+        out[name] = statistics.median(times)
+    return out
+
+
+def print_sandbox_cost(folder: Path, repeat: int) -> None:
+    cost = sandbox_cost(folder, repeat)
+    for name, seconds in cost.items():
+        extra = seconds - cost["unsandboxed"]
+        print(f"no-op evaluation, {name:<24}{seconds * 1000:8.1f} ms  (+{extra * 1000:.1f} ms)")
 
 
 def floor(folder: Path, repeat: int) -> tuple[float, float]:
@@ -138,7 +176,12 @@ def parts(folder: Path, repeat: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=20, help="experiments in the timed campaign")
+    parser.add_argument("--sandbox", action="store_true", help="time only the sandbox's cost")
     args = parser.parse_args()
+    if args.sandbox:
+        with tempfile.TemporaryDirectory() as tmp:
+            print_sandbox_cost(make_repo(Path(tmp) / "repo"), args.n)
+        return
 
     from prefect.testing.utilities import prefect_test_harness
 
@@ -158,6 +201,7 @@ def main() -> None:
         many = time.perf_counter() - start
         per_experiment = (many - one) / args.n
         breakdown = parts(folder, 10)
+        print_sandbox_cost(folder, 10)
 
     overhead = per_experiment - eval_s
     floor_overhead = floor_s - floor_eval_s

@@ -20,3 +20,11 @@ def atomic_write(path: Path, text: str | bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def private(folder: Path) -> Path:
+    """A folder of the tool's own (a study's state, the Prefect home) readable by its owner only:
+    created so, and an existing one made so."""
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    folder.chmod(0o700)
+    return folder

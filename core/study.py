@@ -143,6 +143,24 @@ class SandboxConfig(Strict):
         return {"enabled": data} if isinstance(data, bool) else data
 
 
+class LimitsConfig(Strict):
+    """What one evaluation may use (core.sandbox): a runaway candidate fails its own run, not
+    the machine. `null` lifts a limit."""
+
+    processes: int | None = Field(4096, ge=16)  # processes and threads, in its sandbox
+    memory_mb: int | Literal["auto"] | None = "auto"  # each process's heap; auto: 3/4 of RAM
+    file_mb: int | None = Field(8192, ge=1)  # the largest file it may write
+    tmp_mb: int | None = Field(4096, ge=1)  # each of its /tmp, /dev/shm and home (RAM-backed)
+    open_files: int | None = Field(65536, ge=64)
+
+    @field_validator("memory_mb")
+    @classmethod
+    def _enough_memory(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, int) and value < 64:
+            raise ValueError("memory_mb must be at least 64 (or auto, or null for no limit)")
+        return value
+
+
 class BudgetConfig(Strict):
     experiments: int | None = Field(None, ge=1)
     minutes: float | None = Field(None, gt=0)
@@ -163,6 +181,7 @@ class StudyConfig(Strict):
     proposer: AnyProposer = AnyProposer()  # loaded with Kinds: the kind's own model
     budget: BudgetConfig = BudgetConfig()
     sandbox: SandboxConfig = SandboxConfig()
+    limits: LimitsConfig = LimitsConfig()
     stop_after_crashes: int = Field(5, ge=0)  # in a row; 0: never stop for crashes
     parallel: int | None = Field(None, ge=1)  # candidates in flight (default 1, or len(slots))
     slots: list[dict[str, str]] = []  # each slot's environment, e.g. CUDA_VISIBLE_DEVICES

@@ -20,10 +20,13 @@ import git
 
 from core.study import Study, StudyError
 
-NO_HOOKS = {  # git >= 2.31 reads config from the environment: core.hooksPath points nowhere
-    "GIT_CONFIG_COUNT": "1",
+NO_HOOKS = {  # git >= 2.31 reads config from the environment, over every file: no hooks, and
+    # no program that a config file names to run on status, checkout or clean (core.fsmonitor)
+    "GIT_CONFIG_COUNT": "2",
     "GIT_CONFIG_KEY_0": "core.hooksPath",
     "GIT_CONFIG_VALUE_0": "/dev/null",
+    "GIT_CONFIG_KEY_1": "core.fsmonitor",
+    "GIT_CONFIG_VALUE_1": "false",
 }
 IDENTITY = {  # commits of candidates are the tool's, whatever git config says
     "GIT_AUTHOR_NAME": "autoresearch",

@@ -21,6 +21,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -28,7 +29,8 @@ import git
 from pydantic import Field
 
 from core.processes import kill_group
-from core.secrets import known_secrets, redact
+from core.sandbox import HOST_IP, Sandbox
+from core.secrets import allowed_environ, known_secrets, redact
 from core.study import ProposerConfig
 from proposers import prompt
 from proposers.base import Context, InvalidProposal, Kind, Learned, Outcome, Proposal, StopCampaign
@@ -39,6 +41,9 @@ HYPOTHESIS_RE = re.compile(r"^\s*\**HYPOTHESIS\**\s*:\s*(.+?)\s*$", re.IGNORECAS
 HYPOTHESIS_CHARS = 500
 TAIL_CHARS = 1500
 KILL_GRACE_S = 3.0
+# what agents need to reach their model: their own keys and endpoints, by name
+AGENT_ENV = ("ANTHROPIC_*", "CLAUDE_*", "OPENAI_*", "CODEX_*", "GEMINI_*", "GOOGLE_API_KEY")
+LOOPBACK = re.compile(r"(?<=://)(?:127\.0\.0\.1|localhost)(?=[:/]|$)")
 
 
 def hypothesis_from(stdout: str, secrets: list[str]) -> str:
@@ -62,6 +67,7 @@ class AgentCliConfig(ProposerConfig):
     kind: Literal["agent_cli"] = "agent_cli"
     command: str | None = None  # e.g. claude -p "$(cat {prompt_file})"
     timeout_s: float = Field(900, gt=0)
+    passenv: list[str] = []  # more variables of ours the agent gets (NAME or PREFIX*)
 
 
 class AgentCliProposer:
@@ -123,15 +129,16 @@ class AgentCliProposer:
             out_path, err_path = Path(tmp) / "stdout.txt", Path(tmp) / "stderr.txt"
             stdin_path = prompt_file if "{prompt_file}" not in self.config.command else os.devnull
             command = self.command_line(prompt_file, cwd)
+            argv, env = self._sandboxed(["/bin/sh", "-c", command], cwd, context.sandbox, tmp)
             with (
                 open(out_path, "wb") as out,
                 open(err_path, "wb") as err,
                 open(stdin_path, "rb") as stdin,
             ):
                 proc = subprocess.Popen(
-                    command,
-                    shell=True,
+                    argv,
                     cwd=cwd,
+                    env=env,
                     stdin=stdin,
                     stdout=out,
                     stderr=err,
@@ -152,6 +159,29 @@ class AgentCliProposer:
                 tail = redact(err_path.read_text(errors="replace")[-TAIL_CHARS:], self.secrets)
                 raise InvalidProposal(f"the agent command exited with code {code}: {tail.strip()}")
         return stdout
+
+    def _sandboxed(
+        self, argv: list[str], cwd: Path, sandbox: Sandbox | None, prompt_dir: str
+    ) -> tuple[list[str], dict[str, str]]:
+        """The agent's command line and environment: by allowlist, plus what it needs to reach
+        its model; in the sandbox when there is one, with the network, the worktree writable
+        and the prompt readable. A model server on this machine's loopback is reached through
+        the sandbox's gateway (HOST_IP), and only then is the host's loopback open to it."""
+        env = allowed_environ(os.environ, [*AGENT_ENV, *self.config.passenv])
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        if sandbox is None:
+            return argv, env
+        local = {k: LOOPBACK.sub(HOST_IP, v) for k, v in env.items() if k.endswith("_BASE_URL")}
+        local = {k: v for k, v in local.items() if v != env[k]}
+        env.update(local)
+        agent = replace(
+            sandbox,
+            network=True,
+            host_loopback=bool(local),
+            readable=(*sandbox.readable, Path(prompt_dir)),
+            writable=(*sandbox.writable, sandbox.worktree),
+        )
+        return agent.wrap(argv, cwd), env
 
     # -- reading its change
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Protocol
 
 from core.ledger import Row
+from core.sandbox import Sandbox
 from core.study import ProposerConfig, Study
 
 
@@ -82,6 +83,9 @@ class Context:
     # proposals being evaluated right now (other slots, workers, pending A/B tests): never
     # propose one of them again; their keys are in `tried` too
     in_flight: list[Proposal] = field(default_factory=list)
+    # where a proposer that runs programs (an agent CLI) runs them: the worktree writable,
+    # nothing of the study's state, .git, the user's files or the tool's; None: unsandboxed
+    sandbox: Sandbox | None = None
 
     def is_protected(self, path: str) -> bool:
         """Is this repo-relative path a protected file, or inside a protected folder?"""

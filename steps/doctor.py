@@ -5,15 +5,20 @@ Read-only unless asked to fix; run under the study's lock, so no campaign writes
 
 from __future__ import annotations
 
+import subprocess
 from collections import Counter
 from dataclasses import dataclass
 
 import git
 
+from core import sandbox
+from core.files import private
 from core.ledger import LedgerError, Status
 from core.processes import boot_id
 from core.workspace import hash_paths
 from steps.lab import Lab
+
+RUNS_PROGRAMS = ("core.fsmonitor", "core.sshCommand", "core.pager", "diff.external")
 
 
 @dataclass(frozen=True)
@@ -42,7 +47,7 @@ def examine(lab: Lab) -> list[Finding]:
         Finding("branch head = champion", on_champ, f"{head[:7]} != {champ and champ.commit}", True)
     )
     found += [_worktrees(lab), _locks(lab), _leftovers(lab), _protected(lab)]
-    return found
+    return found + [_private(lab), _git_programs(lab), _sandbox(lab)]
 
 
 def fix(lab: Lab) -> list[str]:
@@ -56,6 +61,9 @@ def fix(lab: Lab) -> list[str]:
     if champ and _has_branch(lab) and not lab.repo.branch_head().startswith(champ.commit):
         lab.repo.reset_branch(champ.commit)
         done.append(f"moved the study branch to the champion {champ.commit}")
+    if not _private(lab).ok:
+        private(lab.study.state_dir)
+        done.append(f"made {lab.study.state_dir} private (0700)")
     if not _worktrees(lab).ok or not _leftovers(lab).ok:
         lab.repair()
         done.append("stopped leftover evaluators; worktrees reset to the champion")
@@ -134,3 +142,34 @@ def _protected(lab: Lab) -> Finding:
     now = hash_paths(lab.workspace.path, lab.study.protected)
     bad = sorted(k for k in expected.keys() | now.keys() if expected.get(k) != now.get(k))
     return Finding("protected files as hashed at the baseline", not bad, ", ".join(bad))
+
+
+def _private(lab: Lab) -> Finding:
+    """The study's state (ledger, logs, learnings) readable by its owner only."""
+    mode = lab.study.state_dir.stat().st_mode & 0o777 if lab.study.state_dir.exists() else 0o700
+    return Finding("study state private (0700)", not mode & 0o077, f"mode {mode:o}", True)
+
+
+def _git_programs(lab: Lab) -> Finding:
+    """Git config that names a program to run: the tool's git sets core.fsmonitor and hooks
+    off, but a person's own git in this repository would still run it."""
+    found = []
+    for key in RUNS_PROGRAMS:  # as a plain git reads them: without the tool's own overrides
+        got = subprocess.run(
+            ["git", "-C", str(lab.study.repo_root), "config", "--get", key],
+            capture_output=True,
+            text=True,
+        )
+        value = got.stdout.strip()
+        if value and value.lower() not in ("false", "0", "no", "off"):
+            found.append(f"{key} = {value}")
+    return Finding("git config runs no program", not found, "; ".join(found))
+
+
+def _sandbox(lab: Lab) -> Finding:
+    """Whether evaluations run in a sandbox that holds here, as whoever runs the tool."""
+    if not lab.study.config.sandbox.enabled:
+        return Finding("evaluations sandboxed", True, "sandbox: false in study.yaml")
+    if sandbox.bwrap() is None:
+        return Finding("evaluations sandboxed", False, sandbox.why_unavailable())
+    return Finding("evaluations sandboxed", True)

@@ -16,7 +16,7 @@ from typing import Any
 
 from core import learnings, sandbox
 from core.decide import Verdict, decide, gain
-from core.files import atomic_write
+from core.files import atomic_write, private
 from core.ledger import Champion, Ledger, Row, Status
 from core.pending import Pending
 from core.processes import kill_recorded
@@ -24,7 +24,7 @@ from core.sandbox import Sandbox
 from core.secrets import redact
 from core.state import State
 from core.study import DecisionConfig, Study
-from core.tamper import Watched
+from core.tamper import Tampered, Watched
 from core.workspace import GuardViolation, StudyRepo, Workspace
 from evaluators import kind as evaluator_kind
 from evaluators import make_evaluator
@@ -39,6 +39,8 @@ from steps.slots import Slot, Slots
 from steps.trial import Candidate, Remeasure, Trial
 
 DEFAULT_PROGRAM = Path(__file__).resolve().parent.parent / "program.md"
+# git config of the user that the tool's own git commands read (core.fsmonitor runs a program)
+GIT_CONFIGS = (Path.home() / ".gitconfig", Path.home() / ".config" / "git" / "config")
 
 
 def runs_model_code(study: Study, rows: list[Row], researcher: str) -> bool:
@@ -53,6 +55,7 @@ def runs_model_code(study: Study, rows: list[Row], researcher: str) -> bool:
 class Lab:
     def __init__(self, study: Study, parallel: int | None = None) -> None:
         self.study = study
+        private(study.state_dir)  # its ledger, logs and learnings: no other user reads them
         self.repo = StudyRepo(study)
         self.ledger = Ledger(study.state_dir / "results.tsv", study.metric.name)
         self.state = State(study.state_dir / "state.json")
@@ -89,7 +92,7 @@ class Lab:
     def _own_files(self) -> Watched:
         """What no evaluation may change: the study's state and the repository's git config
         and hooks (learnings too when there is no sandbox to hide them)."""
-        files = [self.ledger.path, self.state.path, self.repo.git_dir / "config"]
+        files = [self.ledger.path, self.state.path, self.repo.git_dir / "config", *GIT_CONFIGS]
         if not self.sandboxed:
             files.append(self.resource_path)
         return Watched(files, [self.repo.git_dir / "hooks", self.pending.folder])
@@ -159,6 +162,7 @@ class Lab:
             network=bool(getattr(study.config.evaluator, "network", False)),
             readable=tuple(study.path_option(p) for p in cfg.readable),
             writable=tuple(study.path_option(p) for p in cfg.writable),
+            limits=study.config.limits,
         )
 
     # candidates in flight ----------------------------------------------------------------
@@ -235,6 +239,7 @@ class Lab:
             workdir=workspace.path,
             tried={r.key for r in rows if r.key} | {p.key for p in flying if p.key},
             in_flight=flying,
+            sandbox=self.sandbox(workspace),
         )
 
     def last_crash(self, rows: list[Row]) -> str | None:
@@ -257,7 +262,11 @@ class Lab:
         trial.built_on = self.champion_commit()
         self.slot(trial).workspace.checkout(trial.built_on)
         try:
-            proposal = researcher.propose(self.context(trial))
+            with self.own_files.watch():  # an agent CLI runs programs, as an evaluation does
+                proposal = researcher.propose(self.context(trial))
+        except Tampered as exc:
+            trial.propose(Proposal(f"invalid proposal: {exc}", {}, researcher.name, ""))
+            raise InvalidProposal(str(exc)) from None
         except InvalidProposal as exc:  # it still cost tokens: they go into its row
             why = f"invalid proposal: {exc}"
             trial.propose(Proposal(why, {}, researcher.name, "", exc.usage, exc.cost_usd))

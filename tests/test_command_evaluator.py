@@ -9,9 +9,18 @@ from pathlib import Path
 from evaluators.command import CommandConfig, CommandEvaluator, parse_metrics
 
 
-def run(tmp_path: Path, script: str, timeout_s: float = 10, metric: str = "val_bpb", **env: str):
+def run(
+    tmp_path: Path,
+    script: str,
+    timeout_s: float = 10,
+    metric: str = "val_bpb",
+    passenv: tuple[str, ...] = (),
+    **env: str,
+):
     (tmp_path / "job.py").write_text(script)
-    config = CommandConfig(command="python job.py", timeout_s=timeout_s, env=env)
+    config = CommandConfig(
+        command="python job.py", timeout_s=timeout_s, env=env, passenv=list(passenv)
+    )
     return CommandEvaluator(config, metric).evaluate(tmp_path, tmp_path / "logs" / "1.log")
 
 
@@ -99,8 +108,10 @@ def test_timeout_kills_grandchild_that_ignores_sigterm(tmp_path):
 def test_secrets_do_not_reach_the_evaluator(tmp_path, monkeypatch):
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-secret-value")
     monkeypatch.setenv("HARMLESS", "visible")
-    m = run(tmp_path, "import os\nprint(sorted(os.environ.items()))\nprint('val_bpb: 1')")
+    monkeypatch.setenv("UNLISTED", "not-asked-for")
+    script = "import os\nprint(sorted(os.environ.items()))\nprint('val_bpb: 1')"
+    m = run(tmp_path, script, passenv=("HARMLESS",))
     log = (tmp_path / "logs" / "1.log").read_text()
     assert m.status == "ok"
-    assert "visible" in log
+    assert "visible" in log and "not-asked-for" not in log  # an allowlist, and what is asked
     assert "sk-ant-test-secret-value" not in log and "ANTHROPIC_API_KEY" not in log
