@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from autoresearch import server as srv
-from core import interrupt
+from core import credentials, interrupt
 from core.interrupt import Interrupted
 from core.ledger import Ledger, Status, format_metric
 from core.study import Study, StudyError
@@ -129,7 +129,7 @@ def _run(
     kind, why = choose_kind(spec, proposer)
     researcher = make_proposer(spec, kind, seed)
     console.print(f"[bold]{spec.name}[/bold]: {why}")
-    from prefect.settings import PREFECT_API_URL, temporary_settings  # while the server starts
+    from prefect.settings import temporary_settings  # while the server starts
 
     from flows.campaign import campaign
 
@@ -150,7 +150,7 @@ def _run(
     outcome: dict[str, Any] = {}
 
     def work() -> None:  # in a thread: the signals stay ours (Prefect takes SIGTERM in its own)
-        with temporary_settings({PREFECT_API_URL: found.api_url}):
+        with temporary_settings(found.client_settings()):  # its URL and credentials
             try:
                 outcome["result"] = asyncio.run(
                     campaign(
@@ -425,8 +425,12 @@ def report_command(study: str) -> None:
 def serve(prefect_file: Path | None, port: int, home: Path | None, worker: bool) -> None:
     """Start (or connect to) a Prefect server, apply the deployments and run a worker.
 
-    With PREFECT_API_URL set, that server is used (it must answer); otherwise one starts on
-    127.0.0.1 and stops with this command. Ctrl-C stops everything this command started.
+    With PREFECT_API_URL set, that server is used (it must answer; its credentials are read
+    from PREFECT_API_AUTH_STRING or the home's api-auth); otherwise one starts on 127.0.0.1
+    and stops with this command. A server started here requires basic authentication: the
+    string is generated once into HOME/api-auth (mode 0600, HOME 0700), every command of this
+    tool reads it from there, and the UI asks for it. Ctrl-C stops everything this command
+    started.
     """
     prefect_file = prefect_file or srv.DEFAULT_DEPLOYMENTS
     signal.signal(signal.SIGTERM, _interrupt)
@@ -440,12 +444,15 @@ def serve(prefect_file: Path | None, port: int, home: Path | None, worker: bool)
     try:
         how = f"started in {found.started_in_s:.1f}s, home {found.home}" if found.process else ""
         console.print(f"Prefect UI: {found.ui_url}" + (f" ({how})" if how else ""), highlight=False)
+        if found.process and found.home is not None:  # where the login is, never the login
+            login = found.home / credentials.API_AUTH_FILE
+            console.print(f"the UI asks for the contents of {login}", highlight=False)
         pools = srv.pools(prefect_file) if worker else []
         for pool in pools:  # first: a starting worker creates its pool, deploy needs it
-            children.append(srv.start_worker(pool, found.api_url, found.home))
+            children.append(srv.start_worker(pool, found.api_url, found.home, auth=found.auth))
         for pool, child in zip(pools, children, strict=True):
-            srv.wait_for_pool(found.api_url, pool, child)
-        names = srv.apply_deployments(prefect_file, found.api_url, found.home)
+            srv.wait_for_pool(found.api_url, pool, child, auth=found.auth)
+        names = srv.apply_deployments(prefect_file, found.api_url, found.home, auth=found.auth)
         console.print(f"deployed from {prefect_file}: {', '.join(names)}", highlight=False)
         for name in srv.skipped(prefect_file):
             console.print(f"[yellow]skipped {name}: its study folder has no study.yaml[/yellow]")
@@ -512,13 +519,45 @@ def inbox(study: str, port: int, host: str) -> None:
     show_default=True,
     help="How many candidates this machine measures at once (one per GPU, say).",
 )
-def worker(pool: str, clone: Path, limit: int) -> None:
+@click.option(
+    "--key-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The campaign's signing key (a copy of signing.key from its Prefect home). Default: "
+    "AUTORESEARCH_SIGNING_KEY, else signing.key in this machine's Prefect home.",
+)
+@click.option(
+    "--auth-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The server's credentials (a copy of api-auth from its Prefect home). Default: "
+    "PREFECT_API_AUTH_STRING, else api-auth in this machine's Prefect home.",
+)
+@click.option(
+    "--passenv",
+    multiple=True,
+    metavar="NAME",
+    help="A variable of this environment that the flow runs also get (SSH_AUTH_SOCK for a "
+    "fetch over ssh, say); an evaluation still gets only what its study allows.",
+)
+def worker(
+    pool: str,
+    clone: Path,
+    limit: int,
+    key_file: Path | None,
+    auth_file: Path | None,
+    passenv: tuple[str, ...],
+) -> None:
     """Evaluate candidates on this machine for campaigns elsewhere: a Prefect process worker on
     POOL, in this clone. Each candidate is fetched from its study's `remote`, measured in a
-    sandboxed worktree here, and its measurement sent back; the campaign decides.
+    sandboxed worktree here, and its measurement sent back, signed; the campaign decides.
 
-    Talks to PREFECT_API_URL, the campaigns' server (on PostgreSQL for many workers).
+    Talks to PREFECT_API_URL, the campaigns' server (on PostgreSQL for many workers), with its
+    credentials (--auth-file). Needs the campaign's signing key (--key-file): it runs only the
+    tool's own `evaluate` flow for requests the campaign signed, and the campaign reads only
+    measurements signed with it. Anything else on POOL (another deployment, pull steps, job
+    variables, an unsigned request) is refused, and the run marked Crashed with the reason.
+    Flow runs get an allowlisted environment, not this one (--passenv adds to it).
     """
+    from core.secrets import allowed_environ
     from core.study import find_repo_root
     from steps.worker import CLONE
 
@@ -528,9 +567,25 @@ def worker(pool: str, clone: Path, limit: int) -> None:
     root = find_repo_root(clone.resolve())
     if root is None:
         _fail(click.ClickException(f"{clone} is not inside a git clone of the studies' repository"))
+    try:
+        auth = auth_file.read_text().strip() if auth_file else credentials.api_auth()
+        key = credentials.signing_key(key_file=key_file)
+        srv.pool_exists(api_url, pool, auth)  # a 401 now, not in the worker's log
+    except (credentials.MissingSecret, srv.ServerError, OSError) as exc:
+        _fail(exc)
+    prefect = {k: v for k, v in os.environ.items() if k.startswith("PREFECT_")}
+    env = allowed_environ(dict(os.environ), passenv) | prefect | {
+        "PREFECT_API_URL": api_url,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        CLONE: str(root),
+        credentials.SIGNING_KEY_ENV: key.decode(),
+    }  # fmt: skip
+    env.pop(credentials.API_AUTH_ENV, None)
+    if auth:
+        env[credentials.API_AUTH_ENV] = auth
     console.print(f"worker on pool {pool}, clone {root}, server {srv.ui_url(api_url)}")
     signal.signal(signal.SIGTERM, _interrupt)
-    child = srv.start_worker(pool, api_url, cwd=root, limit=limit, **{CLONE: str(root)})
+    child = srv.start_evaluate_worker(pool, env, cwd=root, limit=limit)
     try:
         _wait_children([child])
     except KeyboardInterrupt:
@@ -583,26 +638,31 @@ def _deployment_name(study: str, flow_name: str) -> str:
 def trigger(study: str, params: tuple[str, ...], watch: bool, flow_name: str) -> None:
     """Start a run of STUDY's deployment now (STUDY: its folder or its name).
 
-    Talks to PREFECT_API_URL, or to `autoresearch serve`'s default http://127.0.0.1:4200/api.
+    Talks to PREFECT_API_URL, or to `autoresearch serve`'s default http://127.0.0.1:4200/api,
+    with the credentials in PREFECT_API_AUTH_STRING or the Prefect home's api-auth.
     """
     parameters = _parse_params(params)
     name = _deployment_name(study, flow_name)
-    api_url = os.environ.setdefault("PREFECT_API_URL", f"http://{srv.HOST}:{srv.DEFAULT_PORT}/api")
+    api_url = os.environ.get("PREFECT_API_URL") or f"http://{srv.HOST}:{srv.DEFAULT_PORT}/api"
     if not srv.healthy(api_url):
         _fail(click.ClickException(f"no Prefect server answers at {api_url}: `autoresearch serve`"))
     from prefect.deployments import run_deployment
     from prefect.exceptions import ObjectNotFound
+    from prefect.settings import temporary_settings
 
-    try:
-        run = run_deployment(name, parameters=parameters, timeout=0, as_subflow=False)
-    except ObjectNotFound:
-        _fail(click.ClickException(f"no deployment {name} at {api_url}: apply deployments.yaml"))
-    console.print(
-        f"flow run {run.name} ({run.id}) of {name}: {srv.ui_url(api_url)}/runs/flow-run/{run.id}",
-        highlight=False,
-    )
-    if watch:
-        sys.exit(_follow(run.id))
+    found = srv.Server(api_url, auth=credentials.api_auth())
+    with temporary_settings(found.client_settings()):
+        try:
+            run = run_deployment(name, parameters=parameters, timeout=0, as_subflow=False)
+        except ObjectNotFound:
+            missing = f"no deployment {name} at {api_url}: apply deployments.yaml"
+            _fail(click.ClickException(missing))
+        console.print(
+            f"flow run {run.name} ({run.id}) of {name}: {found.ui_url}/runs/flow-run/{run.id}",
+            highlight=False,
+        )
+        if watch:
+            sys.exit(_follow(run.id))
 
 
 def _follow(run_id: Any, poll_s: float = 1.0) -> int:

@@ -4,10 +4,18 @@ Everything Prefect runs here as its own process (`prefect server start`, `prefec
 `prefect worker start`), so this module imports nothing from Prefect: the core stays free of it,
 and `prefect deploy --all --prefect-file deployments.yaml` is exactly what `autoresearch serve`
 does.
+
+A server started here requires basic authentication (Prefect's PREFECT_SERVER_API_AUTH_STRING),
+with the string generated once in its home (core.credentials), and keeps its home private: the
+folder 0700, its database and log 0600 (the server runs with umask 077). Without it, any local
+process (a candidate with network access among them) could write measurements and states, or
+create deployments that a worker runs. Every client started here is given the string as
+PREFECT_API_AUTH_STRING (`Server.client_settings`); it is never printed or logged.
 """
 
 from __future__ import annotations
 
+import base64
 import ctypes
 import json
 import os
@@ -25,11 +33,12 @@ from typing import Any, TextIO
 
 import yaml
 
+from core import credentials
 from core.files import atomic_write
 from core.processes import stop_group
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_HOME = PROJECT_ROOT / ".prefect"
+DEFAULT_HOME = credentials.DEFAULT_HOME
 DEFAULT_DEPLOYMENTS = PROJECT_ROOT / "deployments.yaml"
 HOST = "127.0.0.1"
 DEFAULT_PORT = 4200
@@ -60,8 +69,17 @@ def port_in_use(port: int) -> bool:
         return sock.connect_ex((HOST, port)) == 0
 
 
+def request(url: str, auth: str | None, data: bytes | None = None) -> urllib.request.Request:
+    """An HTTP request to the API, with its basic-auth header when there are credentials."""
+    headers = {"Content-Type": "application/json"}
+    if auth:
+        headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
+    return urllib.request.Request(url, data=data, headers=headers)
+
+
 def healthy(api_url: str, timeout: float = 2.0) -> bool:
-    """GET <api>/health answers `true` when the server is up and its database is reachable."""
+    """GET <api>/health answers `true` when the server is up and its database is reachable
+    (Prefect answers it without credentials)."""
     try:
         with urllib.request.urlopen(f"{api_url.rstrip('/')}/health", timeout=timeout) as resp:
             return resp.status == 200 and resp.read().strip() == b"true"
@@ -74,15 +92,18 @@ def ui_url(api_url: str) -> str:
 
 
 def prefect_env(
-    api_url: str | None = None, home: Path | None = None, **extra: str
+    api_url: str | None = None, home: Path | None = None, auth: str | None = None, **extra: str
 ) -> dict[str, str]:
-    """The environment of a Prefect child process: this one, pointed at one server and home."""
+    """The environment of a Prefect child process: this one, pointed at one server and home,
+    with that server's credentials."""
     env = dict(os.environ)
     env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     if home is not None:
         env["PREFECT_HOME"] = str(home)
     if api_url is not None:
         env["PREFECT_API_URL"] = api_url
+    if auth:
+        env[credentials.API_AUTH_ENV] = auth
     env.update(extra)
     return env
 
@@ -93,6 +114,7 @@ class Server:
 
     api_url: str
     home: Path | None = None
+    auth: str | None = field(default=None, repr=False)  # basic-auth string; None: no auth
     process: subprocess.Popen[Any] | None = None
     log_path: Path | None = None
     started_in_s: float = 0.0
@@ -102,6 +124,14 @@ class Server:
     @property
     def ui_url(self) -> str:
         return ui_url(self.api_url)
+
+    def client_settings(self) -> dict[str, str]:
+        """Prefect settings (by their variable names) of a client of this server: for
+        `temporary_settings` in this process, or the environment of a child."""
+        settings = {"PREFECT_API_URL": self.api_url}
+        if self.auth:
+            settings[credentials.API_AUTH_ENV] = self.auth
+        return settings
 
     def wait_healthy(self, timeout_s: float = 120.0) -> Server:
         """Wait until it answers /health; ServerError (and the server stopped) if it does not."""
@@ -161,10 +191,11 @@ def launch(argv: list[str], home: Path, port: int, die_with_us: bool = False, **
     wait for it (`wait_healthy`). It leads its own process group."""
     if port_in_use(port):
         raise ServerError(f"port {port} on {HOST} is already in use; pick another with --port")
-    home.mkdir(parents=True, exist_ok=True)
+    credentials.private_home(home)
+    auth = credentials.server_auth(home)
     log_path = home / "server.log"
-    log = log_path.open("a")
-    child_env = prefect_env(None, home, **env)
+    log = os.fdopen(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a")
+    child_env = prefect_env(None, home, auth, PREFECT_SERVER_API_AUTH_STRING=auth, **env)
     child_env.pop("PREFECT_API_URL", None)
     parent = os.getpid()
     proc = subprocess.Popen(
@@ -174,9 +205,10 @@ def launch(argv: list[str], home: Path, port: int, die_with_us: bool = False, **
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
+        umask=0o077,  # the database (and its -wal, -shm) its owner's only
         preexec_fn=(lambda: _die_with_parent(parent)) if die_with_us else None,
     )
-    return Server(f"http://{HOST}:{port}/api", home, proc, log_path, _log=log)
+    return Server(f"http://{HOST}:{port}/api", home, auth, proc, log_path, _log=log)
 
 
 def app_command(port: int) -> list[str]:
@@ -216,17 +248,18 @@ def running_serve(home: Path) -> Server | None:
     record = _recorded(home / SERVE_RECORD)
     api_url = record.get("api_url")
     if isinstance(api_url, str) and healthy(api_url, timeout=1.0):
-        return Server(api_url)
+        return Server(api_url, auth=credentials.api_auth(home))
     return None
 
 
 def for_command(home: Path | None = None) -> tuple[Server, str]:
     """The server a command should use, and how it was found: PREFECT_API_URL, the server of a
     running `autoresearch serve`, or a temporary one (started here, not yet healthy)."""
+    home = home or credentials.prefect_home()
     api_url = os.environ.get("PREFECT_API_URL")
     if api_url:
-        return Server(api_url), f"Prefect server at {api_url} (PREFECT_API_URL)"
-    home = home or Path(os.environ.get("PREFECT_HOME") or DEFAULT_HOME)
+        found = Server(api_url, auth=credentials.api_auth(home))
+        return found, f"Prefect server at {api_url} (PREFECT_API_URL)"
     found = running_serve(home)
     if found is not None:
         return found, f"Prefect server of `autoresearch serve` at {found.ui_url}"
@@ -236,6 +269,7 @@ def for_command(home: Path | None = None) -> tuple[Server, str]:
 
 def connect_or_start(home: Path | None = None, port: int = DEFAULT_PORT) -> Server:
     """The server named by PREFECT_API_URL when set (it must answer), else a new local one."""
+    home = home or credentials.prefect_home()
     api_url = os.environ.get("PREFECT_API_URL")
     if api_url:
         if not healthy(api_url):
@@ -243,8 +277,7 @@ def connect_or_start(home: Path | None = None, port: int = DEFAULT_PORT) -> Serv
                 f"PREFECT_API_URL={api_url} does not answer {api_url.rstrip('/')}/health; "
                 "start that server or unset PREFECT_API_URL to start one here"
             )
-        return Server(api_url)
-    home = home or Path(os.environ.get("PREFECT_HOME") or DEFAULT_HOME)
+        return Server(api_url, auth=credentials.api_auth(home))
     return start_server(home, port)
 
 
@@ -283,21 +316,26 @@ def _run(cmd: list[str], env: dict[str, str], cwd: Path, what: str) -> str:
     return out.stdout
 
 
-def pool_exists(api_url: str, name: str) -> bool:
+def pool_exists(api_url: str, name: str, auth: str | None = None) -> bool:
     """GET <api>/work_pools/<name>: 200 when it exists, 404 when not."""
     url = f"{api_url.rstrip('/')}/work_pools/{urllib.parse.quote(name, safe='')}"
     try:
-        with urllib.request.urlopen(url, timeout=10) as resp:
+        with urllib.request.urlopen(request(url, auth), timeout=10) as resp:
             return resp.status == 200
     except urllib.error.HTTPError as exc:
         if exc.code == 404:
             return False
+        if exc.code == 401:
+            raise ServerError(
+                f"{url}: 401 Unauthorized: this server's credentials are not here "
+                f"(its home's {credentials.API_AUTH_FILE}, or {credentials.API_AUTH_ENV})"
+            ) from None
         raise ServerError(f"{url}: HTTP {exc.code}") from None
 
 
 def ensure_pool(name: str, env: dict[str, str], cwd: Path) -> bool:
     """Create the process work pool unless it exists; True when it was created."""
-    if pool_exists(env["PREFECT_API_URL"], name):
+    if pool_exists(env["PREFECT_API_URL"], name, env.get(credentials.API_AUTH_ENV)):
         return False
     _run(
         prefect_command("work-pool", "create", name, "--type", "process"),
@@ -309,7 +347,11 @@ def ensure_pool(name: str, env: dict[str, str], cwd: Path) -> bool:
 
 
 def apply_deployments(
-    path: Path, api_url: str, home: Path | None = None, cwd: Path = PROJECT_ROOT
+    path: Path,
+    api_url: str,
+    home: Path | None = None,
+    cwd: Path = PROJECT_ROOT,
+    auth: str | None = None,
 ) -> list[str]:
     """`prefect deploy` of every deployment whose study exists, after creating their pools.
 
@@ -320,7 +362,7 @@ def apply_deployments(
     ready = [d for d in items if study_ready(d, cwd)]
     if not ready:
         raise ServerError(f"{path}: no deployment names a study folder with a study.yaml")
-    env = prefect_env(api_url, home)
+    env = prefect_env(api_url, home, auth)
     for pool in sorted({d["work_pool"]["name"] for d in ready}):
         ensure_pool(pool, env, cwd)
     names = [str(d["name"]) for d in ready]
@@ -349,25 +391,45 @@ def start_worker(
     home: Path | None = None,
     cwd: Path = PROJECT_ROOT,
     limit: int | None = None,
+    auth: str | None = None,
     **env: str,
 ) -> subprocess.Popen[Any]:
-    """A process worker on `pool` running at most `limit` flow runs at once (no limit: None);
-    it stays in our process group, so Ctrl-C stops it with us."""
+    """A process worker on `pool` (the campaigns' deployments) running at most `limit` flow
+    runs at once (no limit: None); it stays in our process group, so Ctrl-C stops it with us."""
     limit_args = ("--limit", str(limit)) if limit else ()
     return subprocess.Popen(
         prefect_command("worker", "start", "--pool", pool, "--type", "process", *limit_args),
-        env=prefect_env(api_url, home, **env),
+        env=prefect_env(api_url, home, auth, **env),
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def start_evaluate_worker(
+    pool: str, env: dict[str, str], cwd: Path, limit: int | None = None
+) -> subprocess.Popen[Any]:
+    """`autoresearch worker`'s worker (autoresearch/worker.py): it runs the tool's `evaluate`
+    flow only, with exactly the environment `env` (an allowlist, credentials included). `-P`:
+    imported from this install, never from a same-named folder of the clone it runs in."""
+    limit_args = ("--limit", str(limit)) if limit else ()
+    return subprocess.Popen(
+        [sys.executable, "-P", "-m", "autoresearch.worker", "--pool", pool, *limit_args],
+        env=env,
         cwd=cwd,
         stdin=subprocess.DEVNULL,
     )
 
 
 def wait_for_pool(
-    api_url: str, name: str, worker: subprocess.Popen[Any], timeout_s: float = 120.0
+    api_url: str,
+    name: str,
+    worker: subprocess.Popen[Any],
+    timeout_s: float = 120.0,
+    auth: str | None = None,
 ) -> None:
     """A worker creates its work pool when it starts: wait for that (or for the worker to die)."""
     deadline = time.monotonic() + timeout_s
-    while not pool_exists(api_url, name):
+    while not pool_exists(api_url, name, auth):
         if worker.poll() is not None:
             raise ServerError(f"the worker on pool {name} exited ({worker.returncode})")
         if time.monotonic() > deadline:

@@ -14,7 +14,8 @@ and Prefect home (but the Python it runs on and our packages); a new PID namespa
 process it starts, setsid() daemons included, dies with it; limits on processes, memory, file
 size and open files (`limits:` in study.yaml). No network unless the study asks for it; then a
 network namespace of its own with outbound access through slirp4netns (core/netns.py), and the
-host's loopback out of reach. Its environment is what the caller passes (core.secrets).
+host's loopback out of reach. Its environment is what the caller passes: an allowlist
+(core.secrets.allowed_environ).
 
 Without bwrap (macOS, a container that forbids user namespaces) a study must say
 `sandbox: false`; only the offline `mutate` and `optuna` proposers, which change nothing but

@@ -3,7 +3,8 @@
 The campaign runs this flow through its deployment `evaluate/<study>`; a process worker started
 by `autoresearch worker --pool NAME`, in its own clone of the study's repository, picks it up
 wherever it runs, fetches the candidate from the study's `remote`, measures it, and returns the
-measurement (and leaves it as an artifact, which the campaign reads).
+measurement (and leaves it as an artifact, which the campaign reads). `signature` is the
+campaign's over the other parameters: a worker does nothing for a request it cannot verify.
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ async def evaluate(
     paired: bool = False,
     protected: dict[str, str] | None = None,
     env: dict[str, str] | None = None,
+    signature: str = "",
 ) -> dict[str, Any]:
     """One candidate of `study` (its folder, relative to the repository's root)."""
     return await measure_here(
         study=study, remote=remote, experiment=experiment, commit=commit, champion=champion,
-        runs=runs, paired=paired, protected=protected or {}, env=env or {},
+        runs=runs, paired=paired, protected=protected or {}, env=env or {}, signature=signature,
     )  # fmt: skip

@@ -417,10 +417,14 @@ class Lab:
                 self.pending.write(number, {"stage": "holdout"})
         trial = Trial(number, commit=self.champion_commit())
         workspace = Workspace(self.study, "holdout", self.repo).open_at(trial.commit)
-        env = getattr(self.study.config.evaluator, "env", {})
-        instrument = CommandEvaluator(
-            CommandConfig(command=cfg.command, timeout_s=cfg.timeout_s, env=env), cfg.metric
+        evaluator = self.study.config.evaluator
+        config = CommandConfig(
+            command=cfg.command,
+            timeout_s=cfg.timeout_s,
+            env=getattr(evaluator, "env", {}),
+            passenv=getattr(evaluator, "passenv", []),
         )
+        instrument = CommandEvaluator(config, cfg.metric)
         m = self.instrument.run_once(workspace, self.log_path(number), evaluator=instrument)
         overfitting = False
         if m.metric is None:

@@ -132,18 +132,19 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory):
     temporary PREFECT_HOME; PREFECT_API_URL points this process and its children at it."""
     home = tmp_path_factory.mktemp("prefect-home")
     os.environ["PREFECT_HOME"] = str(home)
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import temporary_settings
 
     from autoresearch.server import temporary_server
 
     server = temporary_server(home).wait_healthy()
-    os.environ["PREFECT_API_URL"] = server.api_url
+    os.environ.update(server.client_settings())  # its URL and login, for children too
     try:
-        with temporary_settings({PREFECT_API_URL: server.api_url}):
+        with temporary_settings(server.client_settings()):
             yield server
             from prefect.logging.handlers import APILogHandler
 
             APILogHandler().flush()  # the last logs reach the server before it stops
     finally:
-        os.environ.pop("PREFECT_API_URL", None)
+        for name in server.client_settings():
+            os.environ.pop(name, None)
         server.stop()

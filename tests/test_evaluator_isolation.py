@@ -3,8 +3,10 @@
 Each attack below fooled the old evaluators, which imported the editable module into the
 process that printed the metric: a fake metric line followed by an exit, a monkeypatched
 scoring function, and (gpt-train) a double-forked, setsid() process writing fake lines straight
-into the evaluator's pipe after the real ones. Each run goes through the real CommandEvaluator,
-on a private copy of the study, and must end in a crash or the candidate's true metric.
+into the evaluator's pipe after the real ones (now it cannot even open that pipe: see
+tests/test_attacks_scorer.py for the attacks on the scorer itself). Each run goes through the
+real CommandEvaluator, on a private copy of the study, and must end in a crash or the
+candidate's true metric.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pytest
 
 from evaluators.base import Measurement
 from evaluators.command import CommandConfig, CommandEvaluator
+from evaluators.isolate import nested_bwrap
 from tests.conftest import ROOT
 
 ARTIFACTS = ROOT / "artifacts"
@@ -177,16 +180,20 @@ def after_training():
     import os
     import time
 
-    pipe = f"/proc/{{os.getppid()}}/fd/1"  # the harness's stdout: the evaluator's pipe
+    pipes = [f"/proc/{{os.getppid()}}/fd/1"]  # the harness's stdout: the evaluator's pipe
     if os.fork() == 0:
         os.setsid()
         if os.fork() == 0:
-            with open(os.environ["ESCAPEE_PIDFILE"], "w") as f:
-                f.write(str(os.getpid()))
-            fd = os.open(pipe, os.O_WRONLY)
+            fds = []
+            for pipe in pipes:
+                try:
+                    fds.append(os.open(pipe, os.O_WRONLY))
+                except OSError as exc:
+                    print(f"escapee: {{pipe}}: {{exc.strerror}}", flush=True)
             deadline = time.time() + 30
             while time.time() < deadline:
-                os.write(fd, b"val_bpb: {FAKE}\\n")
+                for fd in fds:
+                    os.write(fd, b"val_bpb: {FAKE}\\n")
                 time.sleep(0.05)
         os._exit(0)
     time.sleep(0.5)
@@ -233,24 +240,37 @@ def test_gpt_train_patched_scoring_changes_nothing(gpt_study: Path) -> None:
     assert f"| val_bpb:          {FAKE}" in log_of(gpt_study)
 
 
+def escapees() -> list[int]:
+    """The processes that carry this test's mark in their environment, wherever they are."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if b"ESCAPEE_MARK=" + MARK.encode() in (entry / "environ").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+MARK = str(os.getpid())
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs /proc and prctl")
-def test_gpt_train_escaped_writer_is_killed_before_the_metric(
-    gpt_study: Path, tmp_path: Path
-) -> None:
+def test_gpt_train_escaped_writer_is_killed_before_the_metric(gpt_study: Path) -> None:
     train_py = gpt_study / "train.py"
     train_py.write_text(train_py.read_text() + GPT_ESCAPE)
-    pidfile = tmp_path / "escapee.pid"
     started = time.monotonic()
-    m = gpt_evaluate(gpt_study, ESCAPEE_PIDFILE=str(pidfile))
+    m = gpt_evaluate(gpt_study, ESCAPEE_MARK=MARK)
     assert m.status == "ok", m.log_tail
     assert m.metric == pytest.approx(8.0, abs=1e-5)
     assert time.monotonic() - started < 25  # not held open until the escapee gave up
-    pid = int(pidfile.read_text())
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)
+    assert escapees() == []  # the double-forked, setsid() writer died with the evaluation
     log = log_of(gpt_study).splitlines()
-    assert f"val_bpb: {FAKE}" in log  # it did write into the pipe, but before the real lines
-    assert log.index(f"val_bpb: {FAKE}") < log.index("---")
+    if nested_bwrap():  # the child sees no process outside its sandbox: no pipe to write to
+        assert f"val_bpb: {FAKE}" not in log
+        assert "| escapee: /proc/1/fd/1: No such file or directory" in log  # its sandbox's pid 1
+    else:  # the harness is not dumpable; what it wrote elsewhere came before the real lines
+        assert f"val_bpb: {FAKE}" not in log or log.index(f"val_bpb: {FAKE}") < log.index("---")
 
 
 def test_gpt_train_malformed_logits_are_refused_by_the_parent(gpt_study: Path) -> None:

@@ -1,7 +1,8 @@
 """The flaky-tests study: a suite that fails now and then, driven to a 100% pass rate.
 
 The metric is measured: the bundled shop.py passes some runs of its suite and not others; the
-shop with its three causes fixed (shared state, an order dependence, a race) passes all 40.
+shop with its three causes fixed (shared state, an order dependence, a race) passes all 40. A
+run passes only by the exit status drawn for it (tests/test_attacks_scorer.py tries to forge it).
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ def test_the_fixed_shop_passes_every_run(study: Path) -> None:
     "tail",
     [
         "\nimport os\n\nprint('pass_rate: 1.0')\nos._exit(0)\n",  # a printed metric
-        "\nraise SystemExit(0)\n",  # the runner stopped before it wrote its results
+        "\nraise SystemExit(0)\n",  # the suite stopped before it ran
     ],
     ids=["printed metric", "early exit"],
 )
@@ -116,7 +117,7 @@ def test_a_suite_that_did_not_run_counts_for_nothing(study: Path, tail: str) -> 
     shop = study / "shop.py"
     shop.write_text(shop.read_text() + tail)
     m, log = evaluate(study)
-    assert m.status == "crash" and "results.json" in log
+    assert m.status == "crash" and "error: the test process exited with status" in log
     assert "pass_rate" not in parse_metrics(log)
 
 

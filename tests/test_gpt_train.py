@@ -111,10 +111,12 @@ def independent_bpb(model: torch.nn.Module, corpus: bytes) -> tuple[float, int]:
 def test_harness_scores_from_logits_and_prints_the_summary(
     study: Path, modules: tuple[ModuleType, ModuleType], tmp_path: Path
 ) -> None:
-    saved = tmp_path / "weights.pt"
+    home = tmp_path / "home"  # the child may write its $HOME, not the rest of tmp_path
+    home.mkdir()
+    saved = home / "weights.pt"
     train_py = study / "train.py"
     train_py.write_text(train_py.read_text() + SAVE_WRAPPER)
-    out = harness(study, GPT_TRAIN_TEST_SAVE=str(saved))
+    out = harness(study, HOME=str(home), GPT_TRAIN_TEST_SAVE=str(saved))
     assert out.returncode == 0, out.stderr[-3000:]
 
     lines = out.stdout.splitlines()

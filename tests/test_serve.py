@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
-from autoresearch.server import Server, start_server
+from autoresearch.server import Server, request, start_server
 from core.lock import StudyLock, StudyLocked
 from core.processes import group_members, stop_group
 from tests.conftest import COOLING, ROOT, commit_all
@@ -41,14 +41,11 @@ print(f"score: {{abs(model.X - 3.0):.6f}}")
 
 
 def api(server: Server, path: str, body: Any = None, method: str | None = None) -> Any:
-    """One Prefect REST call; a 503 (SQLite busy under concurrent writers) is tried again."""
+    """One Prefect REST call, with the server's credentials; a 503 (SQLite busy under
+    concurrent writers) is tried again."""
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(
-        server.api_url + path,
-        data=data,
-        method=method or ("POST" if data is not None else "GET"),
-        headers={"content-type": "application/json"},
-    )
+    req = request(server.api_url + path, server.auth, data)
+    req.method = method or ("POST" if data is not None else "GET")
     for attempt in range(6):
         try:
             with urllib.request.urlopen(req, timeout=30) as resp:
@@ -202,6 +199,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 def test_serve_connects_and_deploys(served: Served) -> None:
     out = served.serve_output
+    assert served.server.auth and served.server.auth not in out  # required, never printed
     assert f"Prefect UI: {served.server.api_url.removesuffix('/api')}" in out
     assert "deployed from" in out and "cooling, tick, gate" in out
     dep = served.deployment("cooling")

@@ -1,9 +1,13 @@
 """Workers on other machines: two `autoresearch worker` processes, each with its own clone,
 evaluate the candidates of a campaign that pushes them to a bare git remote, through a real
-Prefect server and its work pool; only the campaign decides and writes the ledger."""
+Prefect server and its work pool; only the campaign decides and writes the ledger.
+
+The server requires its credentials (the home's api-auth): this process's client is given them
+(`authenticated`), the workers read them from the home, as `autoresearch` does."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -11,7 +15,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,14 +26,39 @@ from core.processes import group_members, stop_group
 from steps.lab import Lab
 from tests.conftest import Scripted, campaign, git
 
-pytestmark = pytest.mark.usefixtures("prefect_server")
+pytestmark = pytest.mark.usefixtures("prefect_server", "authenticated")
 EVALUATE = "import model\nprint(f'score: {abs(model.X - 3.0):.6f}')\n"
+API_AUTH = "api-auth"  # the server's credentials, in its Prefect home (core.credentials)
+
+
+def home_auth() -> str | None:
+    """The credentials of the session's server, as every client of the tool reads them."""
+    path = Path(os.environ["PREFECT_HOME"]) / API_AUTH
+    return path.read_text().strip() if path.exists() else None
+
+
+def headers(auth: str | None) -> dict[str, str]:
+    out = {"Content-Type": "application/json"}
+    if auth:
+        out["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
+    return out
+
+
+@pytest.fixture(scope="module")
+def authenticated(prefect_server: Any) -> Iterator[str | None]:
+    """This process's Prefect client, with the session server's credentials."""
+    from prefect.settings import temporary_settings
+
+    auth = home_auth()
+    settings = {"PREFECT_API_URL": prefect_server.api_url}
+    with temporary_settings(settings | ({"PREFECT_API_AUTH_STRING": auth} if auth else {})):
+        yield auth
 
 
 def pool_workers(pool: str) -> int:
     """How many workers have sent the server a heartbeat on `pool`."""
     url = f"{os.environ['PREFECT_API_URL']}/work_pools/{pool}/workers/filter"
-    req = urllib.request.Request(url, data=b"{}", headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(url, data=b"{}", headers=headers(home_auth()))
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return len(json.load(resp))

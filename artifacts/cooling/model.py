@@ -1,7 +1,7 @@
 """Predict the temperature of a cup of tea as it cools (Newton's law of cooling).
 
 This is the editable file of the bundled example study: the researcher changes it, the fixed
-evaluate.py scores it on measurements it never sees (data/valid.csv).
+evaluate.py scores it on measurements it never sees (scoring/valid.csv, hidden from it).
 """
 
 import math
