@@ -59,9 +59,10 @@ MODES = [
 
 def outer(folder: Path, command: str, bwrap_inside: bool) -> str:
     """command in the stand-in for the tool's next sandbox: uid 65534 in a user namespace of
-    its own, no capabilities, a new PID namespace, /tmp empty but for the study folder."""
+    its own, no capabilities, a new PID namespace, /tmp empty but for the study folder and our
+    own (a checkout under /tmp, as a CI clone may be, holds our packages and venv)."""
     args = [BWRAP, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
-    args += ["--ro-bind", str(folder), str(folder)]
+    args += ["--ro-bind", str(ROOT), str(ROOT), "--ro-bind", str(folder), str(folder)]
     if not bwrap_inside:  # run_child falls back to PR_SET_DUMPABLE alone
         args += ["--ro-bind", "/dev/null", str(Path(str(BWRAP)).resolve())]
     args += ["--unshare-user", "--uid", "65534", "--gid", "65534", "--cap-drop", "ALL"]
