@@ -20,6 +20,8 @@ import secrets
 import tempfile
 from pathlib import Path
 
+from core.files import private
+
 DEFAULT_HOME = Path(__file__).resolve().parent.parent / ".prefect"
 API_AUTH_FILE = "api-auth"
 SIGNING_KEY_FILE = "signing.key"
@@ -43,8 +45,7 @@ def prefect_home() -> Path:
 def private_home(home: Path) -> Path:
     """`home` created, or made again, a folder only its owner enters (0700); what is already in
     it (the SQLite database, the server's log) readable by its owner only."""
-    home.mkdir(mode=0o700, parents=True, exist_ok=True)
-    home.chmod(0o700)
+    private(home)
     for entry in home.iterdir():
         if entry.is_symlink():
             continue

@@ -1,8 +1,10 @@
 """Where a candidate's code runs: a bubblewrap (bwrap) sandbox around every evaluation.
 
-Whoever runs the tool, the evaluation runs unprivileged: in a user namespace of its own, as uid
-65534 when the tool runs as root, with every capability dropped and no new privileges, so that
-it cannot mount, unmount, remount, ptrace anything outside, or write outside what it is given.
+Whoever runs the tool, the evaluation runs unprivileged: in a user namespace of its own, with
+every capability dropped and no new privileges, so that it cannot mount, unmount, remount,
+ptrace anything outside, or write outside what it is given. When the tool runs as root, it is
+uid 65534 of the host too (core/launch.py maps nobody to nobody): mapped to the host's root, a
+uid without capabilities would still own, and read, every root-owned file.
 A nested sandbox stays possible (a study's scorer puts its candidate in one: evaluators.isolate);
 the mounts it inherits are locked, so a nested namespace gains nothing.
 
@@ -13,7 +15,7 @@ worktrees), no `.git` of the repository, no $HOME of the user, nothing of the to
 and Prefect home (but the Python it runs on and our packages); a new PID namespace, so that every
 process it starts, setsid() daemons included, dies with it; limits on processes, memory, file
 size and open files (`limits:` in study.yaml). No network unless the study asks for it; then a
-network namespace of its own with outbound access through slirp4netns (core/netns.py), and the
+network namespace of its own with outbound access through slirp4netns (core/launch.py), and the
 host's loopback out of reach. Its environment is what the caller passes: an allowlist
 (core.secrets.allowed_environ).
 
@@ -24,23 +26,27 @@ numbers in the study's own files, may then run unsandboxed with a notice.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import resource
 import shutil
+import stat
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core import credentials
 from core.study import LimitsConfig
 
 HIDDEN_ROOTS = ("/home", "/root", "/var/tmp", "/tmp", "/run")  # besides $HOME and the checkout
 TOOL = Path(__file__).resolve().parent.parent  # our own folder: its runs/ and .prefect/ hidden
-NOBODY = "65534"  # who the evaluation is when the tool runs as root
+NOBODY = 65534  # who the evaluation is, on the host too, when the tool runs as root
 DEVICES = ("/dev/nvidia0", "/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools",
            "/dev/nvidia-modeset", "/dev/dri", "/dev/kfd")  # fmt: skip
-NETNS = Path(__file__).with_name("netns.py")
+LAUNCH = Path(__file__).with_name("launch.py")
 HOST_IP = "10.0.2.2"  # the host's loopback, from a sandbox with `host_loopback`
 INSTALL = (
     "install bubblewrap (Debian/Ubuntu: `sudo apt-get install bubblewrap`; Fedora: `sudo dnf "
@@ -59,11 +65,29 @@ class SandboxUnavailable(RuntimeError):
     exit_code = 2
 
 
-def _identity() -> list[str]:
-    """A user namespace of its own; as root, an unprivileged uid in it and no capabilities."""
-    if os.geteuid() != 0:
-        return ["--unshare-user"]  # bwrap gives an unprivileged user no capability
-    return ["--unshare-user", "--uid", NOBODY, "--gid", NOBODY, "--cap-drop", "ALL"]
+def _root() -> bool:
+    return os.geteuid() == 0
+
+
+def _drop() -> list[str]:
+    """As root, the command's prefix that makes it uid 65534 of the host, with no capability
+    and an empty bounding set (the user namespace of core/launch.py maps 65534 to itself)."""
+    if not _root():
+        return []  # bwrap's own user namespace: the user's uid, no capability
+    setpriv = shutil.which("setpriv") or "setpriv"
+    return [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+            "--inh-caps=-all", "--bounding-set=-all", "--"]  # fmt: skip
+
+
+def _launcher(network: str | None, host_loopback: bool) -> list[str]:
+    """core/launch.py's command line, when the sandbox needs namespaces made for it: as root
+    (a user namespace that maps nobody to nobody) or with the network; else nothing."""
+    if not _root() and network is None:
+        return []
+    launcher = [sys.executable, "-I", str(LAUNCH)] + (["--nobody"] if _root() else [])
+    if network is not None:
+        launcher += ["--network", network] + (["--host-loopback"] if host_loopback else [])
+    return launcher
 
 
 @functools.cache
@@ -72,8 +96,21 @@ def bwrap() -> str | None:
     path = shutil.which("bwrap")
     if path is None:
         return None
+    user = [] if _root() else ["--unshare-user"]
     probe = subprocess.run(
-        [path, "--ro-bind", "/", "/", *_identity(), "--unshare-pid", "--die-with-parent", "true"],
+        [
+            *_launcher(None, False),
+            path,
+            "--ro-bind",
+            "/",
+            "/",
+            *user,
+            "--unshare-pid",
+            "--die-with-parent",
+            "--",
+            *_drop(),
+            "true",
+        ],  # fmt: skip
         capture_output=True,
         timeout=30,
     )
@@ -131,11 +168,9 @@ def _python_roots() -> list[Path]:
 
 
 def tool_homes() -> list[Path]:
-    """The tool's own folder and its Prefect home, wherever the study lives."""
-    homes = [TOOL]
-    if prefect_home := os.environ.get("PREFECT_HOME"):
-        homes.append(Path(prefect_home).expanduser().resolve())
-    return homes
+    """The tool's own folder and its Prefect home (its database, login and signing key),
+    wherever the study lives."""
+    return [TOOL, credentials.prefect_home().resolve()]
 
 
 def memory_mb(limits: LimitsConfig) -> int | None:
@@ -179,37 +214,112 @@ class Sandbox:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     host_loopback: bool = False  # with the network: the host's 127.0.0.1 reached as HOST_IP
 
-    def _tmpfs(self, path: str) -> list[str]:
+    def _tmpfs(self, path: str, perms: str = "0755") -> list[str]:
         size = self.limits.tmp_mb
-        return (["--size", str(size * 2**20)] if size else []) + ["--tmpfs", path]
+        return (
+            ["--perms", perms]
+            + (["--size", str(size * 2**20)] if size else [])
+            + [
+                "--tmpfs",
+                path,
+            ]
+        )
 
     def wrap(self, argv: list[str], cwd: Path) -> list[str]:
         """argv as run inside the sandbox, starting in cwd."""
         args = [require(), "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
         for device in DEVICES:  # GPUs stay usable
             args += ["--dev-bind-try", device, device]
-        args += self._tmpfs("/dev/shm")
+        args += self._tmpfs("/dev/shm", "1777")
         hidden = [*HIDDEN_ROOTS, str(self.home), *map(str, tool_homes())]
         if self.checkout is not None:
             hidden.append(str(self.checkout))
-        for root in hidden:
-            if Path(root).is_dir():
-                args += self._tmpfs(root)
+        shown = [*_python_roots(), *self.readable, self.worktree, *self.writable]
+        hidden += _closed_above(shown, hidden) if _root() else []
+        mounts = Mounts(args)
+        for root in sorted(filter(os.path.isdir, set(hidden)), key=lambda p: len(Path(p).parts)):
+            writable = root in ("/tmp", "/var/tmp", str(self.home))  # its own, empty
+            mounts.add(self._tmpfs(root, "1777" if writable else "0755"), root)
         for path in (*_python_roots(), *self.readable):
-            args += ["--ro-bind-try", str(path), str(path)]
+            mounts.add(["--ro-bind-try", str(path), str(path)], str(path))
         for path in self.hidden:
-            args += self._tmpfs(str(path))
-        args += ["--ro-bind", str(self.worktree), str(self.worktree)]
+            mounts.add(self._tmpfs(str(path)), str(path))
+        mounts.add(["--ro-bind", str(self.worktree), str(self.worktree)], str(self.worktree))
         for path in self.writable:
             path.mkdir(parents=True, exist_ok=True)
-            args += ["--bind", str(path), str(path)]
-        args += [*_identity(), "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
+            if _root():  # the evaluation is nobody: the folder is lent to it
+                os.chown(path, NOBODY, NOBODY)
+            mounts.add(["--bind", str(path), str(path)], str(path))
+        args += [] if _root() else ["--unshare-user"]
+        args += ["--unshare-pid", "--unshare-ipc", "--unshare-uts"]
         args += ["--unshare-cgroup-try", "--die-with-parent", "--new-session"]
         args += ["--chdir", str(cwd), "--setenv", "TMPDIR", "/tmp"]
-        args += ["--setenv", "HOME", str(self.home), "--", *rlimits(self.limits)]
-        if not self.network:
-            return [args[0], "--unshare-net", *args[1:], *argv]
-        launcher = [sys.executable, "-I", str(NETNS)]
-        launcher += ["--host-loopback"] if self.host_loopback else []
-        launcher.append(require_network())
-        return [*launcher, *args, *argv]
+        args += ["--setenv", "HOME", str(self.home), "--", *_drop(), *rlimits(self.limits)]
+        network = require_network() if self.network else None
+        if network is None:
+            args.insert(1, "--unshare-net")
+        return [*_launcher(network, self.host_loopback), *args, *argv]
+
+
+@contextlib.contextmanager
+def lent(folder: Path | None) -> Iterator[None]:
+    """As root, a folder of the tool's that the sandbox writes (an agent's worktree), everything
+    in it, is nobody's while the body runs, then the tool's again (git refuses a worktree that
+    is not). A user's sandbox is the user."""
+    if folder is None or not _root():
+        yield
+        return
+    _chown_tree(folder, NOBODY, NOBODY)
+    try:
+        yield
+    finally:
+        _chown_tree(folder, os.geteuid(), os.getegid())
+
+
+def _chown_tree(folder: Path, uid: int, gid: int) -> None:
+    """Every entry, links as links; a file with another name elsewhere (a hard link the
+    sandbox made to a file outside) is not the tree's to give."""
+    os.lchown(folder, uid, gid)
+    for root, folders, files in os.walk(folder):
+        for name in (*folders, *files):
+            path = os.path.join(root, name)
+            info = os.lstat(path)
+            if stat.S_ISDIR(info.st_mode) or info.st_nlink == 1:
+                os.lchown(path, uid, gid)
+
+
+def _closed_above(paths: list[Path], hidden: list[str]) -> list[str]:
+    """The folders above `paths`, outside the hidden ones, that others may not enter (a 0700
+    mkdtemp, say): nobody could not reach what is shown below them. Each is hidden too (an
+    empty tmpfs, open to enter), and the paths below it are shown again."""
+    covered = [Path(h) for h in hidden]
+    closed = set()
+    for path in paths:
+        for folder in Path(path).parents:
+            if folder == Path("/") or any(c == folder or c in folder.parents for c in covered):
+                continue
+            with contextlib.suppress(OSError):
+                if not folder.stat().st_mode & stat.S_IXOTH:
+                    closed.add(str(folder))
+    return sorted(closed)
+
+
+class Mounts:
+    """bwrap's mount options in order, each preceded by the folders above it that lie inside an
+    earlier tmpfs, made 0755: bwrap would make them 0700, which uid 65534 could not enter."""
+
+    def __init__(self, args: list[str]) -> None:
+        self.args = args
+        self.tmpfs: list[Path] = []
+        self.made: set[Path] = set()
+
+    def add(self, options: list[str], destination: str) -> None:
+        target = Path(destination)
+        for folder in reversed(target.parents):
+            if folder not in self.made and any(t in folder.parents for t in self.tmpfs):
+                self.args += ["--perms", "0755", "--dir", str(folder)]
+                self.made.add(folder)
+        self.args += options
+        self.made.add(target)
+        if "--tmpfs" in options:
+            self.tmpfs.append(target)

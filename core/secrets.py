@@ -237,6 +237,23 @@ def is_allowed_name(name: str) -> bool:
     return name.startswith(ALLOWED_PREFIXES) and not is_secret_name(name)
 
 
+# The tool's own variables: Prefect's (its API, and its login), ours (the signing key).
+TOOL_PREFIXES = ("PREFECT_", "AUTORESEARCH_")
+
+
+def check_passenv(names: list[str]) -> list[str]:
+    """`passenv` names as a study may write them: NAME or PREFIX*, and none that would pass
+    the tool's own variables (with the network, Prefect's API; and the signing key)."""
+    for name in names:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*\*?", name):
+            raise ValueError(f"passenv: {name!r} is not a variable name or NAME_PREFIX*")
+        stem = name.removesuffix("*")
+        for prefix in TOOL_PREFIXES:
+            if stem.startswith(prefix) or (name.endswith("*") and prefix.startswith(stem)):
+                raise ValueError(f"passenv: {name!r} would pass the tool's own {prefix}*")
+    return names
+
+
 def allowed_environ(env: Mapping[str, str], passenv: Iterable[str] = ()) -> dict[str, str]:
     """The environment a child process gets: the allowlisted variables of `env` whose value
     holds no secret, and every variable named in `passenv` (`NAME` or `PREFIX*`) as it is.

@@ -31,7 +31,7 @@ from core.files import atomic_write
 from core.interrupt import Interrupted, stop_now
 from core.processes import kill_group, record_group
 from core.sandbox import Sandbox
-from core.secrets import allowed_environ, known_secrets, redact, secret_values
+from core.secrets import allowed_environ, check_passenv, known_secrets, redact, secret_values
 from core.study import EvaluatorConfig
 from evaluators.base import Kind, Measurement
 
@@ -257,14 +257,7 @@ class CommandConfig(EvaluatorConfig):
     @field_validator("passenv")
     @classmethod
     def _names(cls, names: list[str]) -> list[str]:
-        """Names or `PREFIX*`; never a pattern that would let Prefect's settings through."""
-        for name in names:
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*\*?", name):
-                raise ValueError(f"passenv: {name!r} is not a variable name or NAME_PREFIX*")
-            stem = name.removesuffix("*")
-            if stem.startswith("PREFECT_") or (name.endswith("*") and "PREFECT_".startswith(stem)):
-                raise ValueError(f"passenv: {name!r} would pass Prefect's settings")
-        return names
+        return check_passenv(names)
 
     def describe(self) -> str:
         return f"The evaluator runs `{self.command}` in the study folder."

@@ -184,7 +184,7 @@ def _home() -> list[Path]:
 def _emit(raw: bytes, out: IO[bytes], state: dict[str, bool]) -> None:
     """Write one chunk of the child's output, every line of it behind PREFIX."""
     text = raw.decode("utf-8", errors="replace")
-    lines = text.splitlines() or [""]  # the same separators as the metric parser's splitlines()
+    lines = text.splitlines() or [""]  # every separator, the metric parser's \n among them
     data = "".join(f"{PREFIX}{line}\n" for line in lines).encode("utf-8", errors="replace")
     with _write_lock:
         if not state["open"]:

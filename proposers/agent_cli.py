@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Literal
 
 import git
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from core.processes import kill_group
-from core.sandbox import HOST_IP, Sandbox
-from core.secrets import allowed_environ, known_secrets, redact
+from core.sandbox import HOST_IP, Sandbox, lent
+from core.secrets import allowed_environ, check_passenv, known_secrets, redact
 from core.study import ProposerConfig
 from proposers import prompt
 from proposers.base import Context, InvalidProposal, Kind, Learned, Outcome, Proposal, StopCampaign
@@ -68,6 +68,11 @@ class AgentCliConfig(ProposerConfig):
     command: str | None = None  # e.g. claude -p "$(cat {prompt_file})"
     timeout_s: float = Field(900, gt=0)
     passenv: list[str] = []  # more variables of ours the agent gets (NAME or PREFIX*)
+
+    @field_validator("passenv")
+    @classmethod
+    def _names(cls, names: list[str]) -> list[str]:
+        return check_passenv(names)
 
 
 class AgentCliProposer:
@@ -131,6 +136,8 @@ class AgentCliProposer:
             command = self.command_line(prompt_file, cwd)
             argv, env = self._sandboxed(["/bin/sh", "-c", command], cwd, context.sandbox, tmp)
             with (
+                lent(context.sandbox and context.sandbox.worktree),  # as root: nobody's a while
+                lent(context.sandbox and Path(tmp)),  # the prompt, for nobody to read
                 open(out_path, "wb") as out,
                 open(err_path, "wb") as err,
                 open(stdin_path, "rb") as stdin,

@@ -282,3 +282,15 @@ def test_a_secondary_that_is_not_finite_is_left_out(tmp_path):
     script = "print('successes: nan')\nprint('trials: inf')\nprint('mfu: 39.5')\nprint('rmse: 0.5')"
     m, _ = evaluate(tmp_path, script)
     assert m.status == "ok" and m.secondary == {"mfu": 39.5}
+
+
+@pytest.mark.parametrize("names", [["PREFECT_API_URL"], ["PREF*"], ["AUTORESEARCH_*"], ["A-B"]])
+def test_passenv_cannot_ask_for_the_tools_own_variables(names: list[str]) -> None:
+    """Prefect's API and login, and the signing key, whatever a study (or an agent's) asks."""
+    from pydantic import ValidationError
+
+    from proposers.agent_cli import AgentCliConfig
+
+    for config in (CommandConfig, AgentCliConfig):
+        with pytest.raises(ValidationError, match="passenv"):
+            config(command="python job.py", passenv=names)

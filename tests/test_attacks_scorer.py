@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -167,6 +168,14 @@ _forge()
 )
 
 
+class Attack(NamedTuple):
+    m: Measurement  # what was recorded
+    log: str
+    true: float  # the model's rmse, evaluated honestly
+    folder: Path
+    model: str  # the honest model.py
+
+
 def cooling_copy(tmp_path: Path, mode: str) -> Path:
     """The cooling study: a plain copy, or (for the tool's sandbox) one in a git repository."""
     folder = tmp_path / "repo" / "cooling"
@@ -184,14 +193,20 @@ def true_rmse(folder: Path, model: str) -> float:
     return m.metric
 
 
+def attack(tmp_path: Path, mode: str, hostile: str, model_extra: str = "") -> Attack:
+    """cooling's model (plus `model_extra`) with `hostile` appended, evaluated in `mode`."""
+    folder = cooling_copy(tmp_path, mode)
+    model = (folder / "model.py").read_text() + model_extra
+    true = true_rmse(folder, model)
+    (folder / "model.py").write_text(model + hostile)
+    m, log = evaluate(folder, "python evaluate.py", "rmse", mode)
+    return Attack(m, log, true, folder, model)
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_the_scorer_pipe_and_memory_are_out_of_the_child_reach(tmp_path: Path, mode: str) -> None:
-    folder = cooling_copy(tmp_path, mode)
-    model = (folder / "model.py").read_text() + SLOPPY
-    true = true_rmse(folder, model)
+    m, log, true, _, _ = attack(tmp_path, mode, FORGE, model_extra=SLOPPY)
     assert true > 1.0
-    (folder / "model.py").write_text(model + FORGE)
-    m, log = evaluate(folder, "python evaluate.py", "rmse", mode)
     not_forged(m, true, log, mode)
     assert "overwritten" not in log.replace("0 overwritten", "")
     if mode != OUTER_NO_BWRAP:  # nested: the child sees no process at all
@@ -242,11 +257,7 @@ def predict(minute):
 
 @pytest.mark.parametrize("mode", [p for p in MODES if p.values[0] != OUTER_NO_BWRAP])
 def test_the_validation_data_is_out_of_the_child_view(tmp_path: Path, mode: str) -> None:
-    folder = cooling_copy(tmp_path, mode)
-    model = (folder / "model.py").read_text()
-    true = true_rmse(folder, model)
-    (folder / "model.py").write_text(model + READER)
-    m, log = evaluate(folder, "python evaluate.py", "rmse", mode)
+    m, log, true, _, _ = attack(tmp_path, mode, READER)
     assert m.status == "ok" and m.metric == pytest.approx(true, abs=1e-6), log
     assert "| read 16 measurements from 1 files" in log  # data/train.csv alone
 
@@ -287,11 +298,7 @@ for _pid in _ancestors():  # nested: [1], the init of its own sandbox
 
 @pytest.mark.parametrize("mode", MODES)
 def test_no_namespace_no_ptrace_and_a_kill_is_a_crash(tmp_path: Path, mode: str) -> None:
-    folder = cooling_copy(tmp_path, mode)
-    model = (folder / "model.py").read_text()
-    true = true_rmse(folder, model)
-    (folder / "model.py").write_text(model + ESCAPE)
-    m, log = evaluate(folder, "python evaluate.py", "rmse", mode)
+    m, log, true, folder, model = attack(tmp_path, mode, ESCAPE)
     not_forged(m, true, log, mode)
     assert ("| unshare: failed" in log) == (mode != OUTER_NO_BWRAP), log
     if mode == OUTER_NO_BWRAP:  # the scorer is pid 2, and not dumpable

@@ -79,8 +79,9 @@ def test_keep_discard_crash_and_rejections(make_study, tmp_path, scripted, sandb
     assert line[1:3] == ["0.000000", "0.0"]
     assert "exit code 1" in rows[3].evidence
     assert "non-editable" in rows[4].evidence
-    if sandboxed:
-        assert "Read-only file system" in (folder.parent / "runs/toy/logs/6.log").read_text()
+    if sandboxed:  # the worktree is read-only, and as root the evaluation is not its owner
+        log = (folder.parent / "runs/toy/logs/6.log").read_text()
+        assert "Read-only file system" in log or "Permission denied: 'evaluate.py'" in log, log
     else:
         assert "voided at run time" in rows[5].evidence
     # the protected-touching candidate was never evaluated; the run-time rewrite was, once,

@@ -149,6 +149,7 @@ def deployments_file(tmp_path: Path, names: list[str]) -> Path:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     tmp = tmp_path_factory.mktemp("serve")
+    tmp.chmod(0o755)  # `readable` below: as root, the evaluation is nobody, and reads as others
     repo = tmp / "repo"
     gate = tmp / "gate-open"
     studies = {
