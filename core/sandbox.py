@@ -84,7 +84,7 @@ def _launcher(network: str | None, host_loopback: bool) -> list[str]:
     (a user namespace that maps nobody to nobody) or with the network; else nothing."""
     if not _root() and network is None:
         return []
-    launcher = [sys.executable, "-I", str(LAUNCH)] + (["--nobody"] if _root() else [])
+    launcher = [sys.executable, "-I", "-S", str(LAUNCH)] + (["--nobody"] if _root() else [])
     if network is not None:
         launcher += ["--network", network] + (["--host-loopback"] if host_loopback else [])
     return launcher
