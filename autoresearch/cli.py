@@ -9,8 +9,9 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import yaml
@@ -26,6 +27,9 @@ from core.ledger import Ledger, Status, format_metric
 from core.study import Study, StudyError
 from proposers import KINDS as PROPOSER_KINDS
 from steps.plugins import load_study
+
+if TYPE_CHECKING:
+    from steps.report import Summary
 
 console = Console(soft_wrap=True)
 TEMPLATE_DIR = Path(__file__).parent / "template"
@@ -94,15 +98,15 @@ def run(
     found, where = srv.for_command()  # a temporary server starts while the study loads
     try:
         spec, ledger = _ledger(study)
-        result = _run(spec, ledger, found, where, 0 if forever else experiments, minutes,
-                      proposer, seed, parallel, wait_s, verbose)  # fmt: skip
+        result, signum = _run(spec, ledger, found, where, 0 if forever else experiments,
+                              minutes, proposer, seed, parallel, wait_s, verbose)  # fmt: skip
     finally:
         found.stop(wait=False)
-    if result.get("stop"):
-        console.print(f"[yellow]{escape(result['stop'])}[/yellow]")
+    if result.stop:
+        console.print(f"[yellow]{escape(result.stop)}[/yellow]")
     _print_summary(spec, ledger)
-    if result.get("signal"):
-        sys.exit(128 + result["signal"])
+    if signum:
+        sys.exit(128 + signum)
 
 
 def _run(
@@ -117,53 +121,73 @@ def _run(
     parallel: int | None,
     wait_s: float,
     verbose: bool,
-) -> dict[str, Any]:
-    """The campaign under a Prefect server, with the progress shown from the ledger."""
+) -> tuple[Summary, int | None]:
+    """The campaign under a Prefect server, with the progress shown from the ledger; its
+    summary, and the signal that stopped it, if any."""
     if not verbose:  # the full logs still go to the Prefect UI; here, the progress bar
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
     from core.lock import StudyLocked
-    from core.sandbox import SandboxUnavailable, choose
+    from core.sandbox import SandboxUnavailable
     from proposers import choose_kind, make_proposer
-    from steps.lab import runs_model_code
+    from steps.report import Summary
 
     kind, why = choose_kind(spec, proposer)
     researcher = make_proposer(spec, kind, seed)
     console.print(f"[bold]{spec.name}[/bold]: {why}")
-    from prefect.settings import temporary_settings  # while the server starts
+    from flows.campaign import campaign  # while the server starts
 
-    from flows.campaign import campaign
+    _check_sandbox(spec, ledger, found, researcher.name)
+    console.print(f"[dim]{where}[/dim]", highlight=False)
+    planned = None if experiments == 0 else (experiments or spec.config.budget.experiments)
+
+    def flow() -> Any:
+        return campaign(str(spec.folder), experiments, minutes, proposer, seed, wait_s,
+                        researcher, parallel)  # fmt: skip
+
+    outcome, signum = _in_thread(flow, found, ledger, planned)
+    error = outcome.get("error")
+    if isinstance(error, StudyLocked | StudyError | SandboxUnavailable):
+        _fail(error)
+    if isinstance(error, Interrupted):
+        return Summary(stop="stopped now: the experiment in hand was rolled back"), signum
+    if error is not None:
+        raise error
+    return outcome["result"], signum
+
+
+def _check_sandbox(spec: Study, ledger: Ledger, found: Any, researcher: str) -> None:
+    """Whether candidates can run as the study needs them (a missing sandbox fails now, not
+    in the flow); the notice when they run unsandboxed; the server up."""
+    from core.sandbox import SandboxUnavailable, choose
+    from steps.sandboxes import runs_model_code
 
     try:
-        untrusted = runs_model_code(spec, ledger.rows(), researcher.name)
+        untrusted = runs_model_code(spec, ledger.rows(), researcher)
         notice = choose(spec.config.sandbox.enabled, untrusted)[1]
         found.wait_healthy()
     except (SandboxUnavailable, srv.ServerError) as exc:
         _fail(exc)
     if notice:
         console.print(f"[yellow]{escape(notice)}[/yellow]", highlight=False)
-    console.print(f"[dim]{where}[/dim]", highlight=False)
+
+
+def _in_thread(
+    flow: Callable[[], Any], found: Any, ledger: Ledger, planned: int | None
+) -> tuple[dict[str, Any], int | None]:
+    """The campaign (`flow()`, under the server's settings) run in a thread, so that the
+    signals stay ours (Prefect takes SIGTERM in its own), with the progress shown from the
+    ledger: its result or its error, and the signal that stopped it."""
+    from prefect.settings import temporary_settings
 
     done = threading.Event()
-    planned = None if experiments == 0 else (experiments or spec.config.budget.experiments)
     watcher = threading.Thread(target=_watch, args=(ledger, planned, done), daemon=True)
     watcher.start()
     outcome: dict[str, Any] = {}
 
-    def work() -> None:  # in a thread: the signals stay ours (Prefect takes SIGTERM in its own)
+    def work() -> None:
         with temporary_settings(found.client_settings()):  # its URL and credentials
             try:
-                outcome["result"] = asyncio.run(
-                    campaign(
-                        str(spec.folder),
-                        experiments,
-                        minutes,
-                        proposer,
-                        seed,
-                        wait_s,
-                        researcher,
-                        parallel,
-                    )  # fmt: skip
-                )
+                outcome["result"] = asyncio.run(flow())
             except BaseException as exc:  # handed to the main thread
                 outcome["error"] = exc
 
@@ -174,14 +198,7 @@ def _run(
             worker.join(0.2)
         done.set()
         watcher.join()
-    error = outcome.get("error")
-    if isinstance(error, StudyLocked | StudyError | SandboxUnavailable):
-        _fail(error)
-    if isinstance(error, Interrupted):
-        outcome["result"] = {"stop": "stopped now: the experiment in hand was rolled back"}
-    elif error is not None:
-        raise error
-    return outcome["result"] | {"signal": interrupts.signum}
+    return outcome, interrupts.signum
 
 
 class Interrupts:
@@ -248,20 +265,17 @@ def _watch(ledger: Ledger, planned: int | None, done: threading.Event) -> None:
 
 def _print_in_flight(spec: Study) -> None:
     """What each slot (or worker) measures now, since when, at which stage."""
-    from core.pending import Pending
+    from core.pending import Pending, Stage
 
-    records = [r for r in Pending(spec.state_dir).all() if r.get("stage") != "holdout"]
+    records = [r for r in Pending(spec.state_dir).all() if r.stage != Stage.HOLDOUT]
     if not records:
         return
     table = Table(title=f"in flight (parallel {spec.parallel})")
     for col in ("experiment", "slot", "since", "stage", "hypothesis"):
         table.add_column(col)
     for r in records:
-        stage = r.get("stage", "") + (" (on a worker)" if r.get("flow_run") else "")
-        table.add_row(
-            str(r["experiment"]), str(r.get("slot", "")), str(r.get("since", "")), stage,
-            str(r.get("hypothesis", ""))[:60],
-        )  # fmt: skip
+        stage = r.stage.value + (" (on a worker)" if r.flow_run else "")
+        table.add_row(str(r.experiment), str(r.slot), r.since, stage, r.hypothesis[:60])
     console.print(table)
 
 
@@ -269,29 +283,26 @@ def _print_summary(spec: Study, ledger: Ledger) -> None:
     from steps import report
 
     s = report.summary(ledger, spec.metric.direction)
-    if s["baseline"] is None:
+    if s.baseline is None:
         console.print("No baseline yet.")
         return
     table = Table(title=f"{spec.name}: {ledger.metric} ({spec.metric.direction})")
     for col in ("baseline", "best", "gain", "kept", "discarded", "crashed", "other"):
         table.add_column(col, justify="right")
-    other = s["rejected"] + s["invalid"]
-    pct = f" ({s['gain_pct']:.1f}%)" if s.get("gain_pct") is not None else ""
+    pct = f" ({s.gain_pct:.1f}%)" if s.gain_pct is not None else ""
     table.add_row(
-        f"{s['baseline']:.6g}",
-        f"{s['best']:.6g}",
-        f"{s['gain']:.6g}{pct}",
-        str(s["keep"] - 1),
-        str(s["discard"]),
-        str(s["crash"]),
-        str(other),
+        f"{s.baseline:.6g}",
+        f"{s.best:.6g}",
+        f"{s.gain:.6g}{pct}",
+        str(s.keep - 1),  # the baseline is no kept change
+        str(s.discard),
+        str(s.crash),
+        str(s.rejected + s.invalid),
     )
     console.print(table)
-    if s["cost_usd"]:
-        console.print(f"cost: ${s['cost_usd']:.4f}")
-    console.print(
-        f"champion {s['champion']} on branch autoresearch/{spec.name}; ledger {ledger.path}"
-    )
+    if s.cost_usd:
+        console.print(f"cost: ${s.cost_usd:.4f}")
+    console.print(f"champion {s.champion} on branch autoresearch/{spec.name}; ledger {ledger.path}")
 
 
 @main.command()
@@ -348,7 +359,7 @@ def check(study: str) -> None:
             lab = Lab.open(study)
             console.print(f"{lab.study.folder / 'study.yaml'}: valid")
             log = lab.study.state_dir / "logs" / "check.log"
-            m = lab.run_once(lab.workspace, log)
+            m = lab.instrument.run_once(lab.workspace, log)
     except (StudyLocked, StudyError, GuardViolation, SandboxUnavailable) as exc:
         _fail(exc)
     if m.status != "ok":
@@ -486,7 +497,7 @@ def inbox(study: str, port: int, host: str) -> None:
     """
     import logging
 
-    from autoresearch.inbox import InboxError, serve_inbox
+    from email_ab.inbox import InboxError, serve_inbox
 
     spec, _ = _ledger(study)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -557,9 +568,7 @@ def worker(
     variables, an unsigned request) is refused, and the run marked Crashed with the reason.
     Flow runs get an allowlisted environment, not this one (--passenv adds to it).
     """
-    from core.secrets import allowed_environ
     from core.study import find_repo_root
-    from steps.worker import CLONE
 
     api_url = os.environ.get("PREFECT_API_URL")
     if not api_url or not srv.healthy(api_url):
@@ -573,6 +582,26 @@ def worker(
         srv.pool_exists(api_url, pool, auth)  # a 401 now, not in the worker's log
     except (credentials.MissingSecret, srv.ServerError, OSError) as exc:
         _fail(exc)
+    env = _worker_env(api_url, root, key, auth, passenv)
+    console.print(f"worker on pool {pool}, clone {root}, server {srv.ui_url(api_url)}")
+    signal.signal(signal.SIGTERM, _interrupt)
+    child = srv.start_evaluate_worker(pool, env, cwd=root, limit=limit)
+    try:
+        _wait_children([child])
+    except KeyboardInterrupt:
+        console.print("stopping")
+    finally:
+        srv.stop_child(child)
+
+
+def _worker_env(
+    api_url: str, root: Path, key: bytes, auth: str | None, passenv: tuple[str, ...]
+) -> dict[str, str]:
+    """The worker process's environment: the allowlist (and --passenv), Prefect's settings,
+    the server's login, the signing key and the clone."""
+    from core.secrets import allowed_environ
+    from steps.worker import CLONE
+
     prefect = {k: v for k, v in os.environ.items() if k.startswith("PREFECT_")}
     env = allowed_environ(dict(os.environ), passenv) | prefect | {
         "PREFECT_API_URL": api_url,
@@ -583,15 +612,7 @@ def worker(
     env.pop(credentials.API_AUTH_ENV, None)
     if auth:
         env[credentials.API_AUTH_ENV] = auth
-    console.print(f"worker on pool {pool}, clone {root}, server {srv.ui_url(api_url)}")
-    signal.signal(signal.SIGTERM, _interrupt)
-    child = srv.start_evaluate_worker(pool, env, cwd=root, limit=limit)
-    try:
-        _wait_children([child])
-    except KeyboardInterrupt:
-        console.print("stopping")
-    finally:
-        srv.stop_child(child)
+    return env
 
 
 def _interrupt(signum: int, frame: Any) -> None:

@@ -1,12 +1,14 @@
 """How often each decision rule keeps noise, and how often it keeps a real gain.
 
 Run: .venv/bin/python bench/decisions.py  (about 30 s on one core; seeded, so reproducible)
+     .venv/bin/python bench/decisions.py --smoke  (20 and 50 candidates: that it still runs)
 
 The evaluator returns baseline + Gaussian noise (100, sigma 5, lower is better) whatever the
 change; under (b) the candidate's true value is 2 sigma better. Every candidate is an
 independent decision against a freshly measured champion, so the rates are per decision (what
 `rebaseline: true` gives; with a fixed champion the same rate holds on average over campaigns).
 Each rate is shown for the 200 candidates the issue asks for and, for precision, for 2,000.
+The rules are the tool's own (core.rules), built from a study's decision section.
 
 Design of `sigma` (why repeats): the rule keeps when the mean gain exceeds k standard errors of
 the difference of means, sigma * sqrt(1/n_champion + 1/n_candidate), with k turned into the t
@@ -29,18 +31,29 @@ per arm, P(better) >= 0.95 and expected loss < 0.001.
 
 from __future__ import annotations
 
+import argparse
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from core.decide import calibrate, decide
-from core.study import DecisionConfig
+from core import rules  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the bench package, run as a script
+
+from bench._common import parse_args  # noqa: E402
+from core.decide import Direction, calibrate  # noqa: E402
+from core.rules.base import Arms, Rule  # noqa: E402
 
 BASELINE, SIGMA, TRUE_GAIN_SIGMAS = 100.0, 5.0, 2.0
-SMALL, LARGE = 200, 2000
+SIZES = (200, 2000)  # candidates per rate: the issue's, and for precision
+SMOKE = {"sizes": "20,50"}
 
 
 @dataclass
@@ -71,37 +84,45 @@ class NoisyEvaluator:
 Trial = Callable[[NoisyEvaluator], bool]
 
 
+def rule(direction: Direction = "minimize", min_delta: float = 0.0, **decision: Any) -> Rule:
+    """The rule a study's `metric.decision` section (`decision`) makes."""
+    return rules.make(rules.config(**decision), direction, min_delta)
+
+
+def kept(rule: Rule, arms: Arms) -> bool:
+    return rule.decide(arms).status == "keep"
+
+
 def naive(ev: NoisyEvaluator) -> bool:
     return ev.candidate() < ev.champion()
 
 
+THRESHOLD = rule(min_delta=2 * SIGMA)
+SIGMA_RULE = rule(rule="sigma")
+SIGMA_REPEATS = rule(rule="sigma", repeats=6)
+MANNWHITNEY = rule(rule="mannwhitney", repeats=12)
+BETA_BINOMIAL = rule("maximize", rule="beta_binomial")
+
+
 def literal_k_sigma(ev: NoisyEvaluator) -> bool:
     """gain > k * sigma with one run each and sigma known exactly: the best case of it."""
-    rule = DecisionConfig(rule="threshold", min_delta=2 * SIGMA)
-    return decide(rule, "minimize", [ev.champion()], [ev.candidate()], rule.min_delta).status == (
-        "keep"
-    )
+    return kept(THRESHOLD, Arms([ev.champion()], [ev.candidate()]))
 
 
 def sigma_single(ev: NoisyEvaluator) -> bool:
-    rule = DecisionConfig(rule="sigma")
-    noise = calibrate([ev.champion() for _ in range(rule.calibration_runs)])
-    verdict = decide(rule, "minimize", [ev.champion()], [ev.candidate()], noise_sigma=noise)
-    return verdict.status == "keep"
+    noise = calibrate([ev.champion() for _ in range(SIGMA_RULE.baseline_runs)])
+    return kept(SIGMA_RULE, Arms([ev.champion()], [ev.candidate()], noise_sigma=noise))
 
 
 def sigma_repeats(ev: NoisyEvaluator) -> bool:
-    rule = DecisionConfig(rule="sigma", repeats=6)
-    champ = [ev.champion() for _ in range(rule.calibration_runs)]
-    cand = [ev.candidate() for _ in range(rule.repeats)]
-    verdict = decide(rule, "minimize", champ, cand)  # the calibration runs are the champion arm
-    return verdict.status == "keep"
+    champ = [ev.champion() for _ in range(SIGMA_REPEATS.baseline_runs)]
+    cand = [ev.candidate() for _ in range(SIGMA_REPEATS.repeats)]
+    return kept(SIGMA_REPEATS, Arms(champ, cand))  # the calibration runs are the champion arm
 
 
 def mannwhitney(ev: NoisyEvaluator) -> bool:
-    rule = DecisionConfig(rule="mannwhitney", repeats=12)
-    champ, cand = ev.interleaved(rule.repeats)
-    return decide(rule, "minimize", champ, cand).status == "keep"
+    champ, cand = ev.interleaved(MANNWHITNEY.repeats)
+    return kept(MANNWHITNEY, Arms(champ, cand))
 
 
 ROWS: list[tuple[str, str, Trial]] = [
@@ -118,12 +139,12 @@ def rate(trial: Trial, gain: float, n: int, seed: int) -> float:
     return sum(trial(ev) for _ in range(n)) / n
 
 
-def noise_table() -> pd.DataFrame:
+def noise_table(sizes: tuple[int, ...]) -> pd.DataFrame:
     rows = []
     for i, (name, runs, trial) in enumerate(ROWS):
         row = {"rule": name, "runs per arm": runs}
         for label, gain in (("A/A false keeps", 0.0), ("2-sigma gain kept", TRUE_GAIN_SIGMAS)):
-            for n in (SMALL, LARGE):
+            for n in sizes:
                 row[f"{label} ({n})"] = f"{rate(trial, gain, n, seed=1000 * i + n):.1%}"
         rows.append(row)
     return pd.DataFrame(rows)
@@ -133,16 +154,14 @@ def rates_trial(rng: np.random.Generator, p_champion: float, p_candidate: float)
     sends = 2500
     champ = (int(rng.binomial(sends, p_champion)), sends)
     cand = (int(rng.binomial(sends, p_candidate)), sends)
-    rule = DecisionConfig(rule="beta_binomial")
-    verdict = decide(rule, "maximize", [], [], champion_counts=champ, candidate_counts=cand)
-    return verdict.status == "keep"
+    return kept(BETA_BINOMIAL, Arms([], [], champion_counts=champ, candidate_counts=cand))
 
 
-def rates_table() -> pd.DataFrame:
+def rates_table(sizes: tuple[int, ...]) -> pd.DataFrame:
     rows = []
     for name, p_cand in (("power: 3% vs 4.5%", 0.045), ("false positives: 3% vs 3%", 0.03)):
         row = {"beta_binomial, 2,500 sends per arm": name}
-        for n in (SMALL, LARGE):
+        for n in sizes:
             rng = np.random.default_rng(n + int(p_cand * 1000))
             row[f"keep rate ({n})"] = (
                 f"{sum(rates_trial(rng, 0.03, p_cand) for _ in range(n)) / n:.1%}"
@@ -151,14 +170,22 @@ def rates_table() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    default = ",".join(map(str, SIZES))
+    parser.add_argument("--sizes", default=default, help="candidates per rate, one column each")
+    return parse_args(parser, SMOKE)
+
+
 def main() -> None:
+    sizes = tuple(int(n) for n in arguments().sizes.split(","))
     start = time.perf_counter()
     pd.set_option("display.width", 200)
     print(f"(a)/(b) evaluator: {BASELINE:g} + N(0, {SIGMA:g}), minimize; candidates per column")
-    print(noise_table().to_string(index=False))
+    print(noise_table(sizes).to_string(index=False))
     print()
     print("(c) simulated reply rates")
-    print(rates_table().to_string(index=False))
+    print(rates_table(sizes).to_string(index=False))
     print(f"\n{time.perf_counter() - start:.1f} s")
 
 

@@ -1,6 +1,7 @@
 """How the cold-email A/B decision behaves: false keeps, power and days to a decision.
 
 Run: .venv/bin/python bench/email_ab.py [--reps N] [--seed S] [--e2e K]   (about 30 s)
+     .venv/bin/python bench/email_ab.py --smoke   (20 A/A runs, 1 end to end: that it runs)
 
 Each simulated A/B test follows the campaign's timeline on the study's own settings
 (artifacts/cold-email/study.yaml): 2 x batch_per_arm sends, champion and challenger
@@ -41,15 +42,17 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._common import parse_args  # noqa: E402
 from core.abtest import PEEKING, Peeking, as_of, interim  # noqa: E402
-from core.study import DecisionConfig  # noqa: E402
-from evaluators.audience import Model, load_model  # noqa: E402
+from core.rules.base import Rule  # noqa: E402
+from email_ab.audience import Model, load_model  # noqa: E402
+from email_ab.sendgrid import SendGridConfig, SendGridEvaluator  # noqa: E402
 from evaluators.base import Launch, from_iso  # noqa: E402
-from evaluators.sendgrid import SendGridConfig, SendGridEvaluator  # noqa: E402
 from steps.plugins import load_study  # noqa: E402
 
 STUDY = ROOT / "artifacts" / "cold-email"
 DAY_S = 86400.0 + 1.0  # the cap frees 24 h after the first send of a day, plus a second
+SMOKE = {"reps": 20, "e2e": 1}
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,7 @@ class Plan:
     window_s: float
     look_h: float
     max_wait_h: float
-    rule: DecisionConfig
+    rule: Rule  # the study's: beta_binomial
     delay: tuple[float, float]  # reply delay: median hours, sigma
     bounce: float
 
@@ -92,7 +95,6 @@ def simulate(rng: np.random.Generator, plan: Plan, p_h: float, p_c: float, peeki
         ]
         d = interim(
             plan.rule,
-            "maximize",
             counts[0],
             counts[1],
             closed=t >= close,
@@ -135,7 +137,7 @@ def baseline_rate(model: Model, cfg: SendGridConfig, sample: int = 4000) -> tupl
     return float(np.mean([r["reply"] for r in rates])), float(np.mean([r["bounce"] for r in rates]))
 
 
-def end_to_end(cfg: SendGridConfig, rule: DecisionConfig, tests: int) -> list[tuple[str, float]]:
+def end_to_end(cfg: SendGridConfig, rule: Rule, tests: int) -> list[tuple[str, float]]:
     """A/A tests through the real evaluator, offline, max_pending at a time, launched as soon
     as a slot frees (the campaign's loop): (status, days from launch to decision) each."""
     tmp = Path(tempfile.mkdtemp(prefix="email-ab-"))
@@ -159,7 +161,6 @@ def end_to_end(cfg: SendGridConfig, rule: DecisionConfig, tests: int) -> list[tu
                 c = ev.collect(handle, state)
                 d = interim(
                     rule,
-                    "maximize",
                     c.arms["champion"],
                     c.arms["challenger"],
                     closed=c.closed,
@@ -182,12 +183,16 @@ def end_to_end(cfg: SendGridConfig, rule: DecisionConfig, tests: int) -> list[tu
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def main() -> None:
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=2000, help="A/A runs (power: half)")
     parser.add_argument("--seed", type=int, default=12)
     parser.add_argument("--e2e", type=int, default=6, help="A/A tests through the evaluator")
-    args = parser.parse_args()
+    return parse_args(parser, SMOKE)
+
+
+def main() -> None:
+    args = arguments()
     started = time.time()
     study = load_study(STUDY)
     cfg = study.config.evaluator
@@ -200,7 +205,7 @@ def main() -> None:
         cfg.window_h * 3600.0,
         cfg.look_every_h,
         cfg.max_wait_h,
-        study.metric.decision,
+        study.rule,
         model.delays_h["reply"],
         bounce,
     )
@@ -208,8 +213,8 @@ def main() -> None:
     print(
         f"cold-email A/B decisions: {plan.per_arm} sends per arm, daily cap {plan.cap}, window "
         f"{cfg.window_h:g} h, a look every {plan.look_h:g} h, max_wait_h {plan.max_wait_h:g}\n"
-        f"final: P(better) >= {rule.probability:g} and expected loss < "
-        f"{rule.max_expected_loss:g}; early: keep at P >= {PEEKING.keep_probability:g}, "
+        f"final: P(better) >= {rule.config.probability:g} and expected loss < "
+        f"{rule.config.max_expected_loss:g}; early: keep at P >= {PEEKING.keep_probability:g}, "
         f"discard at P < {PEEKING.futility_probability:g}, after {PEEKING.min_fraction:.0%} "
         f"of the sends\naudience: reply delay lognormal median {plan.delay[0]:g} h sigma "
         f"{plan.delay[1]:g}; bounces {bounce:.1%}; the bundled copy earns {base:.2%}\n"
@@ -217,7 +222,7 @@ def main() -> None:
     print(f"{'scenario':<34}{'runs':>6}{'keeps':>9}   {'95% CI':<16}{'early':>6}"
           f"{'median d':>10}{'p90 d':>9}")  # fmt: skip
     rng = np.random.default_rng(args.seed)
-    naive = Peeking(rule.probability, 0.0, 0.0)
+    naive = Peeking(rule.config.probability, 0.0, 0.0)
     scenarios = [
         ("A/A 3% vs 3% (false keeps)", 0.03, 0.03, args.reps, PEEKING),
         ("3% -> 4.5% (power)", 0.03, 0.045, args.reps // 2, PEEKING),

@@ -4,11 +4,13 @@ An experiment appends one row (one write of one line, with fsync) to the ledger 
 keeps open; reading it again costs a stat while the file is unchanged. A process that opens the
 study afresh (`autoresearch status`, the first experiment of a run) parses it once.
 
-    .venv/bin/python bench/ledger_scale.py
+    .venv/bin/python bench/ledger_scale.py [--sizes 100,1000,10000] [--appends 200]
+    .venv/bin/python bench/ledger_scale.py --smoke   # 100 and 1,000 rows, 20 appends
 """
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import sys
 import tempfile
@@ -18,9 +20,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._common import parse_args  # noqa: E402
 from core.ledger import Ledger, Row, Status  # noqa: E402
 
-APPENDS = 200
+SMOKE = {"sizes": "100,1000", "appends": 20}
 
 
 def row(n: int) -> Row:
@@ -35,12 +38,13 @@ def prefill(path: Path, n: int) -> Ledger:
     return ledger
 
 
-def per_experiment(n: int, folder: Path) -> tuple[float, float, float]:
-    """(append, cached read, cold parse) in milliseconds, at a ledger of n rows."""
+def per_experiment(n: int, folder: Path, count: int) -> tuple[float, float, float]:
+    """(append, cached read, cold parse) in milliseconds, at a ledger of n rows, the median
+    of `count` experiments."""
     ledger = prefill(folder / f"{n}.tsv", n)
     ledger.rows()
     appends, reads = [], []
-    for i in range(n + 1, n + 1 + APPENDS):
+    for i in range(n + 1, n + 1 + count):
         start = time.perf_counter()
         ledger.append(row(i))
         appends.append(time.perf_counter() - start)
@@ -54,12 +58,20 @@ def per_experiment(n: int, folder: Path) -> tuple[float, float, float]:
     return 1e3 * statistics.median(appends), 1e3 * statistics.median(reads), 1e3 * cold
 
 
+def arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100,1000,10000", help="ledger rows, one line each")
+    parser.add_argument("--appends", type=int, default=200, help="experiments timed per size")
+    return parse_args(parser, SMOKE)
+
+
 def main() -> None:
+    args = arguments()
     head = f"{'rows':>7} {'append ms':>10} {'read ms':>9} {'cold parse ms':>14}"
-    print(f"{head}  (median of {APPENDS} experiments)")
+    print(f"{head}  (median of {args.appends} experiments)")
     with tempfile.TemporaryDirectory() as tmp:
-        for n in (100, 1_000, 10_000):
-            append, read, cold = per_experiment(n, Path(tmp))
+        for n in (int(size) for size in args.sizes.split(",")):
+            append, read, cold = per_experiment(n, Path(tmp), args.appends)
             print(f"{n:>7} {append:>10.3f} {read:>9.3f} {cold:>14.1f}")
 
 

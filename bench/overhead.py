@@ -6,13 +6,17 @@ does the same write, commit, subprocess and reset in plain Python; its overhead 
 less its own subprocess's. Then the parts are timed one
 by one (an empty flow run, an empty task, our own steps) to name what dominates the difference.
 
-    .venv/bin/python bench/overhead.py [-n 20]
+    .venv/bin/python bench/overhead.py [-n 20] [--repeat 10]
     .venv/bin/python bench/overhead.py --sandbox [-n 20]   # only what the sandbox costs (seconds)
+    .venv/bin/python bench/overhead.py --smoke             # 1 experiment timed: that it still runs
+
+It reports to the Prefect server PREFECT_API_URL names, else to a temporary one of its own.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import shutil
 import statistics
@@ -20,11 +24,18 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench._common import parse_args, prefect_server  # noqa: E402
+from core.ledger import Row, Status  # noqa: E402
+from core.sandbox import Sandbox  # noqa: E402
 
 STUDY = """name: noop
 editable: [model.py]
@@ -38,6 +49,34 @@ IDENTITY = {
     "GIT_COMMITTER_NAME": "bench",
     "GIT_COMMITTER_EMAIL": "bench@localhost",
 }
+SMOKE = {"n": 1, "repeat": 1}
+
+
+class LabParts(NamedTuple):
+    """What this bench reads of a study's lab: its steps to time, the sandbox an evaluation
+    runs in (None where there is no bubblewrap) and the folder an evaluation runs in."""
+
+    steps: dict[str, Callable[[], object]]
+    sandbox: Sandbox | None
+    study_dir: Path
+
+
+def lab_parts(folder: Path) -> LabParts:
+    """Every call this bench makes into steps.lab, in one place (the Lab's API moves)."""
+    from steps.lab import Lab
+    from steps.trial import Trial
+
+    lab = Lab.open(folder)
+    lab.sandboxes.choose("mutate")  # as the campaign does: sandboxed where bwrap works
+    trial = Trial(99, 1)  # never reserved: the context only reads
+    steps = {
+        "Lab.open (load study, git, repair)": lambda: Lab.open(folder),
+        "context for the proposer": lambda: lab.briefing.context(trial, lab.workspace),
+        "persist (ledger append, resource.md)": lambda: lab.records.commit_row(
+            Row(1, Status.DISCARD, "timed")
+        ),
+    }
+    return LabParts(steps, lab.sandboxes.of(lab.workspace), lab.workspace.study_dir)
 
 
 def make_repo(root: Path) -> Path:
@@ -51,7 +90,7 @@ def make_repo(root: Path) -> Path:
     return folder
 
 
-def timed(fn, repeat: int) -> float:  # noqa: ANN001
+def timed(fn: Callable[[], object], repeat: int) -> float:
     start = time.perf_counter()
     for _ in range(repeat):
         fn()
@@ -62,10 +101,18 @@ def evaluator_time(folder: Path, repeat: int) -> float:
     from evaluators import make_evaluator
     from steps.plugins import load_study
 
-    study = load_study(folder)
-    evaluator = make_evaluator(study)
+    evaluator = make_evaluator(load_study(folder))
     log = Path(tempfile.mkdtemp()) / "e.log"
     return statistics.median(evaluator.evaluate(folder, log).duration_s for _ in range(repeat))
+
+
+def campaign_seconds(folder: Path, experiments: int) -> float:
+    """Wall time of one campaign of `experiments` experiments, the flow run to its end."""
+    from flows.campaign import campaign
+
+    start = time.perf_counter()
+    asyncio.run(campaign(str(folder), experiments=experiments, proposer="mutate"))
+    return time.perf_counter() - start
 
 
 def sandbox_cost(folder: Path, repeat: int) -> dict[str, float]:
@@ -73,23 +120,19 @@ def sandbox_cost(folder: Path, repeat: int) -> dict[str, float]:
     namespace, no capability, limits), and in that sandbox with a network of its own."""
     from dataclasses import replace
 
-    from core.sandbox import bwrap
     from evaluators.command import clean_env, run_command
-    from steps.lab import Lab
 
-    lab = Lab.open(folder)
-    lab.sandboxed = bwrap() is not None
-    sandbox = lab.sandbox(lab.workspace)
+    parts = lab_parts(folder)
     log = Path(tempfile.mkdtemp()) / "e.log"
-    ways = {"unsandboxed": None, "sandboxed": sandbox}
-    if sandbox is not None and shutil.which("slirp4netns"):
-        ways["sandboxed, with network"] = replace(sandbox, network=True)
+    ways: dict[str, Sandbox | None] = {"unsandboxed": None, "sandboxed": parts.sandbox}
+    if parts.sandbox is not None and shutil.which("slirp4netns"):
+        ways["sandboxed, with network"] = replace(parts.sandbox, network=True)
     out = {}
     for name, box in ways.items():
         times = []
         for _ in range(repeat):
             code, seconds, text = run_command(
-                "python evaluate.py", lab.workspace.study_dir, log, 30, clean_env(), sandbox=box
+                "python evaluate.py", parts.study_dir, log, 30, clean_env(), sandbox=box
             )
             assert code == 0 and "score:" in text, text
             times.append(seconds)
@@ -141,9 +184,6 @@ def parts(folder: Path, repeat: int) -> dict[str, float]:
     from prefect import flow, task
     from prefect.cache_policies import NO_CACHE
 
-    from core.ledger import Row, Status
-    from steps.lab import Lab
-
     @task(cache_policy=NO_CACHE)
     def empty_task() -> None:
         return None
@@ -164,44 +204,37 @@ def parts(folder: Path, repeat: int) -> dict[str, float]:
         return {"flow run (subflow)": flow_s, "5 task runs": tasks_s}
 
     out = outer(repeat)
-    lab = Lab.open(folder)
-    out["Lab.open (load study, git, repair)"] = timed(lambda: Lab.open(folder), repeat)
-    out["context for the proposer"] = timed(lambda: lab.context(99), repeat)
-    out["persist (ledger read, resource.md)"] = timed(
-        lambda: lab.commit_row(Row(1, Status.DISCARD, "timed")), repeat
-    )
+    for name, step in lab_parts(folder).steps.items():
+        out[name] = timed(step, repeat)
     return out
 
 
-def main() -> None:
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=20, help="experiments in the timed campaign")
+    parser.add_argument("--repeat", type=int, default=10, help="times each part is timed")
     parser.add_argument("--sandbox", action="store_true", help="time only the sandbox's cost")
-    args = parser.parse_args()
+    return parse_args(parser, SMOKE)
+
+
+def main() -> None:
+    args = arguments()
     if args.sandbox:
         with tempfile.TemporaryDirectory() as tmp:
             print_sandbox_cost(make_repo(Path(tmp) / "repo"), args.n)
         return
 
-    from prefect.testing.utilities import prefect_test_harness
-
-    from flows.campaign import campaign
-
-    with tempfile.TemporaryDirectory() as tmp, prefect_test_harness(server_startup_timeout=120):
+    with tempfile.TemporaryDirectory() as tmp, prefect_server(Path(tmp) / "prefect-home"):
         folder = make_repo(Path(tmp) / "repo")
-        eval_s = evaluator_time(folder, 10)
-        floor_s, floor_eval_s = floor(make_repo(Path(tmp) / "floor"), 10)
+        eval_s = evaluator_time(folder, args.repeat)
+        floor_s, floor_eval_s = floor(make_repo(Path(tmp) / "floor"), args.repeat)
 
-        campaign(str(folder), experiments=1, proposer="mutate")  # baseline, warm imports
-        start = time.perf_counter()
-        campaign(str(folder), experiments=1, proposer="mutate")
-        one = time.perf_counter() - start
-        start = time.perf_counter()
-        campaign(str(folder), experiments=args.n + 1, proposer="mutate")
-        many = time.perf_counter() - start
+        campaign_seconds(folder, 1)  # the baseline, imports warmed
+        one = campaign_seconds(folder, 1)
+        many = campaign_seconds(folder, args.n + 1)
         per_experiment = (many - one) / args.n
-        breakdown = parts(folder, 10)
-        print_sandbox_cost(folder, 10)
+        breakdown = parts(folder, args.repeat)
+        print_sandbox_cost(folder, args.repeat)
 
     overhead = per_experiment - eval_s
     floor_overhead = floor_s - floor_eval_s
@@ -214,9 +247,11 @@ def main() -> None:
     print(f"ratio overhead / floor overhead   {overhead / floor_overhead:8.1f} x")
     print("where the difference goes (each timed alone):")
     for name, seconds in sorted(breakdown.items(), key=lambda kv: -kv[1]):
-        print(f"  {name:<34}{seconds * 1000:8.1f} ms")
-    top = max(breakdown, key=breakdown.get)  # type: ignore[arg-type]
-    print(f"dominant: {top} ({breakdown[top] / (overhead - floor_overhead) * 100:.0f}% of the gap)")
+        print(f"  {name:<38}{seconds * 1000:8.1f} ms")
+    top = max(breakdown, key=breakdown.__getitem__)
+    gap = overhead - floor_overhead
+    share = f"{breakdown[top] / gap * 100:.0f}% of the gap" if gap > 0 else "no gap to explain"
+    print(f"dominant: {top} ({share})")
 
 
 if __name__ == "__main__":

@@ -2,10 +2,12 @@
 experiment, the time to a first experiment, and two workers on their own clones.
 
 A study whose evaluator sleeps 2 s (the `mutate` proposer, so that nothing waits on a model).
-Everything runs against one Prefect server of ours (on SQLite); each configuration gets a fresh
-copy of the study and its baseline first, so that only experiments are timed.
+Everything runs against one Prefect server (the one PREFECT_API_URL names, else one of ours on
+SQLite); each configuration gets a fresh copy of the study and its baseline first, so that only
+experiments are timed.
 
-    .venv/bin/python bench/parallel.py [-n 24] [--worker-n 12]
+    .venv/bin/python bench/parallel.py [-n 24] [--worker-n 12] [--sleep 2] [--parallel 1,2,4]
+    .venv/bin/python bench/parallel.py --smoke   # 2 experiments each; no cold start, no workers
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 
-from autoresearch.server import start_server, stop_child  # noqa: E402
+from autoresearch.server import stop_child  # noqa: E402
+from bench._common import parse_args, prefect_server  # noqa: E402
 
 CLI = str(Path(sys.executable).with_name("autoresearch"))
 SLEEP = "import time, model\ntime.sleep({s})\nprint(f'score: {{abs(model.X - 3.0):.6f}}')\n"
@@ -35,6 +38,11 @@ GIT = os.environ | {
     "GIT_COMMITTER_NAME": "bench",
     "GIT_COMMITTER_EMAIL": "bench@localhost",
 }
+SERVER_SETTINGS = ("PREFECT_API_URL", "PREFECT_API_AUTH_STRING")  # a client's: URL and login
+WORKER_POLL = {"PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS": "1"}
+# tiny; no cold start (a server on a fresh database alone takes 10-15 s) and no workers (their
+# processes and flow runs take 20 s and more): --smoke --worker-n 2 --cold-runs 1 adds them
+SMOKE = {"n": 2, "worker_n": 0, "sleep": 0.2, "parallel": "1,2", "hot_runs": 1, "cold_runs": 0}
 
 
 def make_study(root: Path, name: str, sleep: float, extra: str = "") -> Path:
@@ -71,23 +79,34 @@ def evaluator_seconds(folder: Path, runs: int = 5) -> float:
     return statistics.median(times)
 
 
-def first_experiment(folder: Path, env: dict[str, str], runs: int = 3) -> float:
-    """Median wall time of `autoresearch run STUDY -n 1`."""
+def first_experiment(folder: Path, env: dict[str, str], runs: int) -> float | None:
+    """Median wall time of `autoresearch run STUDY -n 1` (None: not timed)."""
     times = []
     for _ in range(runs):
         start = time.perf_counter()
         subprocess.run([CLI, "run", str(folder), "-n", "1"], env=env, check=True,
                        capture_output=True)  # fmt: skip
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(times) if times else None
 
 
-def with_workers(root: Path, experiments: int, env: dict[str, str]) -> float:
+def cold_start(root: Path, folder: Path, env: dict[str, str], runs: int) -> float | None:
+    """`run -n 1` with no server to find: it starts a temporary one (its database created once
+    first, untimed, as on any machine after the first run)."""
+    if not runs:
+        return None
+    cold_env = {k: v for k, v in env.items() if k not in SERVER_SETTINGS}
+    cold_env["PREFECT_HOME"] = str(root / "cold-home")
+    first_experiment(folder, cold_env, runs=1)
+    return first_experiment(folder, cold_env, runs)
+
+
+def with_workers(root: Path, experiments: int, sleep: float, env: dict[str, str]) -> float:
     """Seconds for `experiments` experiments measured by two workers, each with its own clone,
     the candidates pushed to a bare remote on this machine."""
     remote = root / "remote.git"
     subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
-    folder = make_study(root, "workers", 2.0, f"parallel: 2\nremote: {remote}\n")
+    folder = make_study(root, "workers", sleep, f"parallel: 2\nremote: {remote}\n")
     spec = folder / "study.yaml"
     spec.write_text(spec.read_text().replace("timeout_s: 60}", "timeout_s: 60, work_pool: bench}"))
     subprocess.run(["git", "-C", str(folder.parent), "commit", "-qam", "pool"], check=True, env=GIT)
@@ -98,7 +117,7 @@ def with_workers(root: Path, experiments: int, env: dict[str, str]) -> float:
         workers.append(
             subprocess.Popen(
                 [CLI, "worker", "--pool", "bench", "--clone", str(clone)],
-                env=env,
+                env=env | WORKER_POLL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )  # fmt: skip
@@ -110,43 +129,56 @@ def with_workers(root: Path, experiments: int, env: dict[str, str]) -> float:
             stop_child(proc)
 
 
-def main() -> None:
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=24, help="experiments per configuration")
     parser.add_argument("--worker-n", type=int, default=12, help="experiments with workers")
-    args = parser.parse_args()
+    parser.add_argument("--sleep", type=float, default=2.0, help="the evaluator's seconds")
+    parser.add_argument("--parallel", default="1,2,4", help="candidates in flight, compared")
+    parser.add_argument("--hot-runs", type=int, default=3, help="`run -n 1` with our server")
+    parser.add_argument("--cold-runs", type=int, default=3, help="`run -n 1` alone (0: none)")
+    return parse_args(parser, SMOKE)
+
+
+def report(args: argparse.Namespace, walls: dict[int, float], eval_s: float) -> None:
+    """The throughput table: wall time per configuration against parallel 1's."""
+    print(f"{args.n} experiments of a {args.sleep:g} s evaluator (the process: {eval_s:.2f} s)")
+    print(f"{'parallel':>9} {'wall s':>8} {'per exp s':>10} {'throughput x':>13} {'target':>8}")
+    base = walls[min(walls)]
+    for n, wall in walls.items():
+        print(f"{n:>9} {wall:>8.1f} {wall / args.n:>10.2f} {base / wall:>13.2f} {0.9 * n:>8.1f}")
+    overhead = base / args.n - eval_s
+    print(f"orchestration overhead per experiment at parallel {min(walls)}: {overhead:.2f} s "
+          "(target <= 0.5)")  # fmt: skip
+
+
+def seconds(value: float | None) -> str:
+    return "not timed" if value is None else f"{value:.1f} s"
+
+
+def main() -> None:
+    args = arguments()
+    widths = [int(n) for n in args.parallel.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        server = start_server(root / "prefect-home")
-        os.environ["PREFECT_API_URL"] = server.api_url
-        from prefect.settings import PREFECT_API_URL, temporary_settings
-
-        env = os.environ | {"PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_HOME": str(server.home)}
-        try:
-            with temporary_settings({PREFECT_API_URL: server.api_url}):
-                walls = {n: campaign(make_study(root, f"p{n}", 2.0), args.n, n) for n in (1, 2, 4)}
-                eval_s = evaluator_seconds(root / "p1" / "study")
-                quick = make_study(root, "quick", 0.1)
-                hot = first_experiment(quick, env)
-                cold_env = {k: v for k, v in env.items() if k != "PREFECT_API_URL"}
-                cold_env["PREFECT_HOME"] = str(root / "cold-home")
-                first_experiment(quick, cold_env, runs=1)  # its database created, once
-                cold = first_experiment(quick, cold_env)
-                remote = with_workers(root, args.worker_n, env)
-                local = walls[1] / args.n * args.worker_n
-        finally:
-            server.stop()
-    print(f"{args.n} experiments of a 2 s evaluator (the process: {eval_s:.2f} s), SQLite server")
-    print(f"{'parallel':>9} {'wall s':>8} {'per exp s':>10} {'throughput x':>13} {'target':>8}")
-    for n, wall in walls.items():
-        ratio = walls[1] / wall
-        print(f"{n:>9} {wall:>8.1f} {wall / args.n:>10.2f} {ratio:>13.2f} {0.9 * n:>8.1f}")
-    overhead = walls[1] / args.n - eval_s
-    print(f"orchestration overhead per experiment at parallel 1: {overhead:.2f} s (target <= 0.5)")
-    print(f"`run -n 1` of a 0.1 s evaluator: {cold:.1f} s with a temporary server (target <= 8),")
-    print(f"  {hot:.1f} s with a running server (target <= 4)")
-    print(f"{args.worker_n} experiments on 2 workers (own clones, a bare remote): {remote:.1f} s,")
-    print(f"  against {local:.1f} s on one local slot: {local / remote:.2f}x")
+        with prefect_server(root / "prefect-home"):
+            env = dict(os.environ)
+            walls = {n: campaign(make_study(root, f"p{n}", args.sleep), args.n, n) for n in widths}
+            eval_s = evaluator_seconds(root / f"p{widths[0]}" / "study")
+            quick = make_study(root, "quick", 0.1)
+            hot = first_experiment(quick, env, args.hot_runs)
+            cold = cold_start(root, quick, env, args.cold_runs)
+            remote = with_workers(root, args.worker_n, args.sleep, env) if args.worker_n else None
+    report(args, walls, eval_s)
+    print(f"`run -n 1` of a 0.1 s evaluator: {seconds(cold)} with a temporary server (target "
+          f"<= 8),\n  {seconds(hot)} with a running server (target <= 4)")  # fmt: skip
+    if remote is None:
+        print("experiments on 2 workers: not timed (--worker-n 0)")
+    else:
+        local = walls[min(walls)] / args.n * args.worker_n
+        print(f"{args.worker_n} experiments on 2 workers (own clones, a bare remote): "
+              f"{remote:.1f} s,\n  against {local:.1f} s on one local slot: "
+              f"{local / remote:.2f}x")  # fmt: skip
 
 
 if __name__ == "__main__":

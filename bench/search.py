@@ -1,11 +1,12 @@
 """How many experiments each offline proposer needs to find the optimum of small numeric studies.
 
 Run: .venv/bin/python bench/search.py [--seeds 10] [--cap 100] [--jobs N]
+     .venv/bin/python bench/search.py --smoke   # 1 seed, cap 5: that it still runs
 
 Each study is one editable file of `NAME = value` lines, scored in process by a known loss
 (lower is better, 0 at the optimum). The proposers are driven as the lab drives them, without git
 or Prefect: a Context over the champion's files and the ledger's typed Rows (with the
-descriptions and keys the real flow writes), the real decision rule (`core.decide.decide`), a
+descriptions and keys the real flow writes), the study's real decision rule (`Study.rule`), a
 keep changes the champion's files and a discard does not. A study with noise is decided by the
 sigma rule: the baseline runs 5 times to calibrate, each candidate runs 5 times (`repeats`).
 
@@ -23,6 +24,7 @@ import argparse
 import importlib.util
 import os
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -31,15 +33,21 @@ from pathlib import Path
 
 import numpy as np
 
-from core.decide import calibrate, decide
-from core.ledger import Row, Status
-from core.study import AnyEvaluator, DecisionConfig, MetricConfig, Study, StudyConfig
-from proposers.base import Context, InvalidProposal, Proposer
-from proposers.mutate import MutateConfig, MutateProposer
-from proposers.optuna import OptunaConfig, OptunaProposer
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the bench package, run as a script
+
+from bench._common import parse_args  # noqa: E402
+from core.decide import calibrate  # noqa: E402
+from core.ledger import Row, Status  # noqa: E402
+from core.rules.base import AnyDecision, Arms  # noqa: E402
+from core.study import AnyEvaluator, MetricConfig, Study, StudyConfig  # noqa: E402
+from proposers.base import Context, InvalidProposal, Proposer  # noqa: E402
+from proposers.mutate import MutateConfig, MutateProposer  # noqa: E402
+from proposers.optuna import OptunaConfig, OptunaProposer  # noqa: E402
 
 PATH = "study/solution.py"
 TARGET = 0.01  # of the way from the baseline's loss to the optimum's
+SMOKE = {"seeds": 1, "cap": 5, "jobs": 2}
 Knobs = dict[str, float]
 
 
@@ -53,11 +61,8 @@ class SimLab:
         self, study: Study, files: dict[str, str], measure: Callable[[dict[str, str]], float]
     ) -> None:
         self.study, self.files, self.measure = study, files, measure
-        self.rule = study.metric.decision
-        sigma = self.rule.rule == "sigma"
-        self.repeats = self.rule.repeats if sigma else 1
-        runs = self.rule.calibration_runs if sigma else 1
-        self.calibration = [measure(files) for _ in range(runs)]
+        self.rule = study.rule
+        self.calibration = [measure(files) for _ in range(self.rule.baseline_runs)]
         self.champion_runs = self.calibration
         self.history = [Row(1, Status.KEEP, "baseline", metric=statistics.fmean(self.calibration))]
 
@@ -83,16 +88,15 @@ class SimLab:
         except InvalidProposal as exc:
             return self.record(Row(n, Status.INVALID, f"invalid proposal: {exc}"))
         files = self.files | proposal.files
-        runs = [self.measure(files) for _ in range(self.repeats)]
-        noise = self.rule.rule == "sigma" and self.champion_runs is not self.calibration
-        verdict = decide(
-            self.rule,
-            self.study.metric.direction,
-            self.champion_runs,
-            runs,
-            self.study.min_delta,
-            noise_sigma=calibrate(self.calibration) if noise else None,
-            noise_dof=len(self.calibration) - 1 if noise else None,
+        runs = [self.measure(files) for _ in range(self.rule.repeats)]
+        noise = self.rule.calibrates and self.champion_runs is not self.calibration
+        verdict = self.rule.decide(
+            Arms(
+                self.champion_runs,
+                runs,
+                noise_sigma=calibrate(self.calibration) if noise else None,
+                noise_dof=len(self.calibration) - 1 if noise else None,
+            )
         )
         status = Status(verdict.status)
         if status == Status.KEEP:
@@ -113,7 +117,7 @@ class SimLab:
         return row
 
 
-def study_of(name: str, proposer: MutateConfig | OptunaConfig, rule: DecisionConfig) -> Study:
+def study_of(name: str, proposer: MutateConfig | OptunaConfig, rule: AnyDecision) -> Study:
     """A study held in memory: study/solution.py, loss minimized under `rule`."""
     config = StudyConfig(
         name=name,
@@ -144,8 +148,9 @@ class Problem:
         return {PATH: "".join(f"{k} = {v!r}\n" for k, v in self.start.items())}
 
     @property
-    def rule(self) -> DecisionConfig:
-        return DecisionConfig(rule="sigma") if self.noise else DecisionConfig()
+    def rule(self) -> AnyDecision:
+        """The study's `metric.decision` section."""
+        return AnyDecision(rule="sigma") if self.noise else AnyDecision()
 
 
 def template(k: Knobs) -> float:
@@ -243,12 +248,16 @@ def verdicts(problem: Problem, medians: dict[str, float]) -> str:
     return f"{problem.name}: " + "; ".join(out)
 
 
-def main() -> None:
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--cap", type=int, default=100)
     parser.add_argument("--jobs", type=int, default=os.cpu_count())
-    args = parser.parse_args()
+    return parse_args(parser, SMOKE)
+
+
+def main() -> None:
+    args = arguments()
     names = list(proposers(PROBLEMS[0], 0))
     jobs = {
         (i, name, seed): (i, name, seed, args.cap)

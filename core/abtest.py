@@ -11,7 +11,7 @@ A/A tests. Two rules control that here:
 - Before the window closes, a keep needs a much stricter bar (`Peeking.keep_probability`) and a
   discard needs the challenger to be clearly worse (`Peeking.futility_probability`), both only
   once each arm has a fair share of its planned sends (`Peeking.min_fraction`). At the close
-  the study's own rule decides (`DecisionConfig.probability`, `max_expected_loss`).
+  the study's own rule decides (its `probability` and `max_expected_loss`).
 
 A test that has not closed when `max_wait_h` has passed is discarded as inconclusive, with its
 counts as evidence. `bench/email_ab.py` measures the false keeps, the power and the days this
@@ -24,8 +24,9 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from core.decide import Counts, Direction, Verdict, beta_binomial, prob_better, rate_bar
-from core.study import DecisionConfig
+from core.decide import Counts, Direction, Verdict, prob_better
+from core.rules.base import Rule
+from core.rules.beta_binomial import BetaBinomial
 
 Status = Literal["keep", "discard", "inconclusive"]
 
@@ -91,8 +92,7 @@ def _counts_text(champion: Counts, challenger: Counts) -> str:
 
 
 def interim(
-    rule: DecisionConfig,
-    direction: Direction,
+    rule: Rule,
     champion: Counts,
     challenger: Counts,
     *,
@@ -100,7 +100,6 @@ def interim(
     waited_h: float,
     max_wait_h: float,
     planned: int = 0,
-    min_delta: float = 0.0,
     peeking: Peeking = PEEKING,
 ) -> Decision | None:
     """Decide a pending A/B test now, or None to wait for the next look.
@@ -108,11 +107,11 @@ def interim(
     champion, challenger: (successes, trials) as of the look (replies, delivered). planned: the
     sends planned per arm (0: no early decision). The rule must be beta_binomial.
     """
-    if rule.rule != "beta_binomial":
-        raise ValueError(f"an A/B test is decided by rule beta_binomial, not {rule.rule!r}")
+    if not isinstance(rule, BetaBinomial):
+        raise ValueError(f"an A/B test is decided by rule beta_binomial, not {rule.name!r}")
     counts = _counts_text(champion, challenger)
     if closed:
-        return _final(rule, direction, champion, challenger, min_delta)
+        return _final(rule, champion, challenger)
     if waited_h >= max_wait_h:
         return Decision(
             "inconclusive",
@@ -123,16 +122,10 @@ def interim(
     needed = peeking.min_fraction * planned
     if planned <= 0 or min(champion[1], challenger[1]) < max(needed, 1):
         return None
-    return _early(rule, direction, champion, challenger, min_delta, peeking)
+    return _early(rule, champion, challenger, peeking)
 
 
-def _final(
-    rule: DecisionConfig,
-    direction: Direction,
-    champion: Counts,
-    challenger: Counts,
-    min_delta: float,
-) -> Decision:
+def _final(rule: BetaBinomial, champion: Counts, challenger: Counts) -> Decision:
     """The window has closed: the study's rule decides on the final counts."""
     if champion[1] == 0 or challenger[1] == 0:
         counts = _counts_text(champion, challenger)
@@ -142,29 +135,18 @@ def _final(
             f"abtest empty {counts}",
             final=True,
         )
-    bar = rate_bar(rule, min_delta, champion)
-    v = beta_binomial(
-        direction, champion, challenger, rule.probability, rule.max_expected_loss, bar
-    )
+    v = rule.on_counts(champion, challenger)
     return Decision(v.status, v.reason, f"{v.evidence} look=final", final=True)
 
 
 def _early(
-    rule: DecisionConfig,
-    direction: Direction,
-    champion: Counts,
-    challenger: Counts,
-    min_delta: float,
-    peeking: Peeking,
+    rule: BetaBinomial, champion: Counts, challenger: Counts, peeking: Peeking
 ) -> Decision | None:
     """Before the close: keep only past the strict bar, discard only when clearly worse."""
-    bar = rate_bar(rule, min_delta, champion)
-    v = beta_binomial(
-        direction, champion, challenger, peeking.keep_probability, rule.max_expected_loss, bar
-    )
+    v = rule.on_counts(champion, challenger, peeking.keep_probability)
     if v.status == "keep":
         return Decision("keep", f"early keep: {v.reason}", f"{v.evidence} look=early", False)
-    prob = prob_challenger_better(direction, champion, challenger)
+    prob = prob_challenger_better(rule.direction, champion, challenger)
     if prob < peeking.futility_probability:
         counts = _counts_text(champion, challenger)
         return Decision(

@@ -1,19 +1,8 @@
-"""Keep or discard: decision rules as pure functions. Ties always go to the champion.
+"""The statistics the decision rules use (core/rules/): pure functions on runs and counts.
 
-Conventions shared by every rule (see `decide`):
-
-- Samples are one value per run. A crashed run is given as NaN (or None). Champion runs that
-  crashed are dropped; a champion with no valid run left raises ValueError, because there is
-  nothing to compare against and that is a bug of the caller. A candidate with any crashed run
-  is discarded: a change that makes some runs crash is not an improvement.
-- `gain` is always "how much better", positive when the candidate is better in the declared
-  direction. The practical bar is min_delta (absolute, or a fraction of the champion when
-  relative) plus `complexity_cost` per net line added; a candidate must clear it *and* the
-  rule's statistical test.
-- Simplicity: with complexity_cost > 0, a candidate that deletes more lines than it adds and is
-  not worse (point estimate gain >= 0) is kept even when the statistical test does not pass.
-
-scipy is imported by the functions that use it: it takes a second to import, at every start.
+`gain` is always "how much better", positive when the candidate is better in the declared
+direction. Ties always go to the champion. scipy is imported by the functions that use it: it
+takes a second to import, at every start.
 """
 
 from __future__ import annotations
@@ -24,8 +13,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-
-from core.study import DecisionConfig
 
 Direction = Literal["minimize", "maximize"]
 Samples = Sequence[float | None]
@@ -49,38 +36,12 @@ def gain(direction: Direction, candidate: float, champion: float) -> float:
 # Samples -------------------------------------------------------------------------------
 
 
-def _as_array(samples: Samples) -> np.ndarray:
-    return np.asarray([np.nan if s is None else s for s in samples], dtype=float)
-
-
-def _champion_values(samples: Samples) -> np.ndarray:
-    """The champion's valid runs; crashed ones dropped. None left is the caller's bug."""
-    values = _as_array(samples)
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        raise ValueError(
-            f"no valid champion measurement ({len(samples)} run(s), all crashed or none given)"
-        )
-    return values
-
-
-def _candidate_problem(samples: Samples) -> str | None:
-    """Why the candidate's runs cannot be kept (none, or some crashed), or None when fine."""
-    values = _as_array(samples)
-    if values.size == 0:
-        return "no candidate measurement"
-    crashed = int(np.sum(~np.isfinite(values)))
-    if crashed:
-        return f"{crashed} of {values.size} candidate run(s) crashed"
-    return None
-
-
 def calibrate(samples: Samples) -> float:
     """Noise sigma of the baseline: the sample standard deviation (ddof=1) of its valid runs.
 
     Needs at least two valid runs; identical runs give 0.0 (a deterministic metric).
     """
-    values = _as_array(samples)
+    values = np.asarray([np.nan if s is None else s for s in samples], dtype=float)
     values = values[np.isfinite(values)]
     if values.size < 2:
         raise ValueError(f"calibration needs at least 2 valid runs, got {values.size}")
@@ -351,139 +312,3 @@ def beta_binomial(
         return Verdict("keep", f"P(better)={prob:.4f}, expected loss {loss:.3g}", evidence)
     why = f"P(better)={prob:.4f} < {probability:g}" if prob < probability else f"loss {loss:.3g}"
     return Verdict("discard", f"not reliably better ({why})", evidence)
-
-
-def _counts_from_outcomes(name: str, samples: Samples) -> Counts:
-    """Single-trial outcomes (0 or 1, one per sample) as (successes, trials)."""
-    values = _as_array(samples)
-    values = values[np.isfinite(values)]
-    if not np.all((values == 0) | (values == 1)):
-        raise ValueError(
-            f"beta_binomial: {name} samples must be 0/1 outcomes, or pass {name}_counts"
-        )
-    return int(values.sum()), int(values.size)
-
-
-# decide --------------------------------------------------------------------------------
-
-
-def _point_gain(
-    rule: str, direction: Direction, champion: np.ndarray, candidate: np.ndarray
-) -> float:
-    """The rule's own point estimate of the gain (means, or medians for timings)."""
-    if rule == "mannwhitney":
-        return gain(direction, float(np.median(candidate)), float(np.median(champion)))
-    return gain(direction, float(candidate.mean()), float(champion.mean()))
-
-
-def _apply(
-    rule: DecisionConfig,
-    direction: Direction,
-    champion: np.ndarray,
-    candidate: np.ndarray,
-    bar: float,
-    noise_sigma: float | None,
-    noise_dof: int | None,
-    seed: int,
-) -> Verdict:
-    if rule.rule == "threshold":
-        verdict = threshold(direction, float(champion.mean()), float(candidate.mean()), bar)
-        runs = f"threshold n={champion.size}/{candidate.size}"
-        return Verdict(verdict.status, verdict.reason, verdict.evidence.replace("threshold", runs))
-    if rule.rule == "sigma":
-        dof = rule.calibration_runs - 1 if noise_dof is None else noise_dof
-        return sigma_rule(direction, champion, candidate, rule.k, noise_sigma, dof, bar)
-    if rule.rule == "mannwhitney":
-        return mann_whitney(direction, champion, candidate, rule.alpha, rule.min_effect, bar, seed)
-    raise ValueError(f"unknown decision rule {rule.rule!r}")
-
-
-def decide(
-    rule: DecisionConfig,
-    direction: Direction,
-    champion: Samples,
-    candidate: Samples,
-    min_delta: float = 0.0,
-    lines_added: int = 0,
-    lines_removed: int = 0,
-    *,
-    noise_sigma: float | None = None,
-    noise_dof: int | None = None,
-    champion_counts: Counts | None = None,
-    candidate_counts: Counts | None = None,
-    seed: int = 0,
-) -> Verdict:
-    """Apply the study's rule to the champion's and the candidate's samples (one per run).
-
-    noise_sigma: for `sigma`, from calibrate(baseline runs); pooled with both arms' spread,
-    weighted by noise_dof (default calibration_runs - 1). champion_counts/candidate_counts:
-    (successes, trials) for `beta_binomial`; without them samples must be 0/1 outcomes.
-    seed: the bootstrap's seed for `mannwhitney` (the decision is deterministic).
-    """
-    net_lines = lines_added - lines_removed
-    extra = rule.complexity_cost * max(0, net_lines)
-    if rule.rule == "beta_binomial":
-        return _decide_rates(
-            rule,
-            direction,
-            champion,
-            candidate,
-            min_delta,
-            extra,
-            net_lines,
-            champion_counts,
-            candidate_counts,
-        )
-    champ = _champion_values(champion)
-    problem = _candidate_problem(candidate)
-    if problem:
-        return Verdict("discard", problem, f"{rule.rule} n={champ.size}/{len(candidate)}")
-    cand = _as_array(candidate)
-    base = float(np.median(champ) if rule.rule == "mannwhitney" else champ.mean())
-    bar = (min_delta * abs(base) if rule.relative else min_delta) + extra
-    verdict = _apply(rule, direction, champ, cand, bar, noise_sigma, noise_dof, seed)
-    return _simplicity(rule, verdict, _point_gain(rule.rule, direction, champ, cand), net_lines)
-
-
-def _decide_rates(
-    rule: DecisionConfig,
-    direction: Direction,
-    champion: Samples,
-    candidate: Samples,
-    min_delta: float,
-    extra: float,
-    net_lines: int,
-    champion_counts: Counts | None,
-    candidate_counts: Counts | None,
-) -> Verdict:
-    champ = champion_counts or _counts_from_outcomes("champion", champion)
-    if candidate_counts is None:
-        problem = _candidate_problem(candidate)
-        if problem:
-            return Verdict("discard", problem, "beta_binomial")
-    cand = candidate_counts or _counts_from_outcomes("candidate", candidate)
-    rate = (1 + champ[0]) / (2 + champ[1])
-    bar = rate_bar(rule, min_delta, champ) + extra
-    verdict = beta_binomial(direction, champ, cand, rule.probability, rule.max_expected_loss, bar)
-    if cand[1] == 0:
-        return verdict
-    point = gain(direction, (1 + cand[0]) / (2 + cand[1]), rate)
-    return _simplicity(rule, verdict, point, net_lines)
-
-
-def rate_bar(rule: DecisionConfig, min_delta: float, champion: Counts) -> float:
-    """The practical bar for rates: `min_delta` absolute, or relative to the champion's rate."""
-    rate = (1 + champion[0]) / (2 + champion[1])
-    return min_delta * rate if rule.relative else min_delta
-
-
-def _simplicity(
-    rule: DecisionConfig, verdict: Verdict, point_gain: float, net_lines: int
-) -> Verdict:
-    """With a complexity cost, an equal (not worse) result that deletes code is kept."""
-    if verdict.status == "keep" or rule.complexity_cost <= 0 or net_lines >= 0:
-        return verdict
-    if point_gain >= 0:
-        reason = f"not worse (gain {point_gain:.6g}) and {-net_lines} line(s) fewer"
-        return Verdict("keep", reason, f"{verdict.evidence} simpler={-net_lines}")
-    return verdict

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -23,7 +24,9 @@ from pydantic import (
     model_validator,
 )
 
+from core import rules
 from core.ledger import KARPATHY, OURS
+from core.rules.base import AnyDecision, DecisionConfig, Rule
 
 STUDY_FILE = "study.yaml"
 
@@ -49,6 +52,15 @@ class EvaluatorConfig(Strict):
     def describe(self) -> str:
         """One sentence for the researcher's prompt: how the number is measured."""
         return f"The evaluator is of kind `{self.kind}`."
+
+    def wants_network(self) -> bool:
+        """Whether its evaluations get a network (of their own) in the sandbox."""
+        return False
+
+    def environment(self) -> tuple[dict[str, str], list[str]]:
+        """What its commands get beyond the allowlist: variables as written, names passed on
+        (a holdout command gets the same)."""
+        return {}, []
 
 
 class ProposerConfig(Strict):
@@ -83,36 +95,20 @@ class Kinds(Protocol):
     def model(self, section: str, kind: str) -> type[BaseModel]: ...
 
 
-# Decisions -----------------------------------------------------------------------------
-
-
-class DecisionConfig(Strict):
-    rule: Literal["threshold", "sigma", "mannwhitney", "beta_binomial"] = "threshold"
-    min_delta: float = Field(0.0, ge=0)
-    relative: bool = False
-    # sigma
-    calibration_runs: int = Field(5, ge=2)
-    k: float = Field(2.0, gt=0)
-    # mannwhitney
-    repeats: int = Field(5, ge=2)
-    alpha: float = Field(0.01, gt=0, lt=1)
-    min_effect: float = Field(0.02, ge=0)
-    # beta_binomial
-    probability: float = Field(0.95, gt=0.5, lt=1)
-    max_expected_loss: float = Field(0.001, ge=0)
-    # shared
-    complexity_cost: float = Field(0.0, ge=0)
-    rebaseline: bool = False
-
-
 RESERVED = {c for c in KARPATHY + OURS if c != "{metric}"}
 
 
 class MetricConfig(Strict):
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$")
     direction: Literal["minimize", "maximize"] = "minimize"
-    min_delta: float | None = Field(None, ge=0)
-    decision: DecisionConfig = DecisionConfig()
+    min_delta: float = Field(0.0, ge=0)  # the practical bar a candidate must clear
+    decision: DecisionConfig = AnyDecision()  # loaded: the rule's own model (core.rules)
+
+    @field_validator("decision", mode="before")
+    @classmethod
+    def _any_rule(cls, data: Any) -> Any:
+        """Any rule's keys, until load_study checks them by the rule's own model."""
+        return AnyDecision.model_validate(data) if isinstance(data, dict) else data
 
     @field_validator("name")
     @classmethod
@@ -231,10 +227,11 @@ class Study:
         """How many candidates may be in flight: `parallel`, else one per `slots` entry."""
         return self.config.parallel or max(1, len(self.config.slots))
 
-    @property
-    def min_delta(self) -> float:
+    @cached_property
+    def rule(self) -> Rule:
+        """The decision rule, as `metric.decision` describes it."""
         m = self.config.metric
-        return m.min_delta if m.min_delta is not None else m.decision.min_delta
+        return rules.make(m.decision, m.direction, m.min_delta)
 
     @property
     def state_dir(self) -> Path:
@@ -346,6 +343,28 @@ def _kind_section(
         return None, _problems(section, exc)
 
 
+def _decision(raw: dict[str, Any]) -> tuple[BaseModel | None, list[str]]:
+    """metric.decision checked by its rule's own model (core.rules)."""
+    metric = raw.get("metric")
+    data = metric.get("decision", {}) if isinstance(metric, dict) else {}
+    if not isinstance(data, dict):
+        return None, []  # the base schema says so already
+    key = "metric.decision"
+    if "min_delta" in data:
+        return None, [f"{key}.min_delta: write it as metric.min_delta (one bar for every rule)"]
+    name = data.get("rule", rules.DEFAULT)
+    if not isinstance(name, str):
+        return None, [f"{key}.rule: the name of a rule, not {name!r}"]
+    try:
+        model = rules.rule_class(name).Config
+    except (ValueError, ImportError) as exc:
+        return None, [f"{key}.rule: {exc}"]
+    try:
+        return model.model_validate(data), []
+    except ValidationError as exc:
+        return None, _problems(key, exc)
+
+
 def _path_problems(raw: dict[str, Any], folder: Path, repo_root: Path) -> list[str]:
     """Editable, protected and program paths: inside the repository, present, apart."""
     problems = []
@@ -405,6 +424,8 @@ def load_study(path: str | Path, kinds: Kinds | None = None) -> Study:
             if section in raw or section == "proposer":
                 typed[section], found = _kind_section(raw, section, default, kinds)
                 problems += found
+    decision, found = _decision(raw)
+    problems += found
     repo_root, found = _repo_root(raw, folder)
     problems += found
     if repo_root is not None:
@@ -416,4 +437,7 @@ def load_study(path: str | Path, kinds: Kinds | None = None) -> Study:
         raise _format(file, list(dict.fromkeys(problems)))
     if typed:
         config = config.model_copy(update={k: v for k, v in typed.items() if v is not None})
+    if decision is not None:
+        metric = config.metric.model_copy(update={"decision": decision})
+        config = config.model_copy(update={"metric": metric})
     return Study(config, folder, repo_root)

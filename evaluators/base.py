@@ -164,3 +164,4 @@ class Kind:
     config: type[EvaluatorConfig]
     create: Callable[[EvaluatorConfig, str], Any]
     runs_code: bool = True
+    asynchronous: bool = False  # an AsyncEvaluator: results come days later (launch, collect)

@@ -254,6 +254,12 @@ class CommandConfig(EvaluatorConfig):
     max_log_mb: float = Field(20, gt=0)
     network: bool = False  # the sandbox cuts the network unless this is true
 
+    def wants_network(self) -> bool:
+        return self.network
+
+    def environment(self) -> tuple[dict[str, str], list[str]]:
+        return self.env, self.passenv
+
     @field_validator("passenv")
     @classmethod
     def _names(cls, names: list[str]) -> list[str]:

@@ -234,4 +234,4 @@ def _id(url: str, test_id: Any) -> str:
     return url.replace("{id}", str(test_id))
 
 
-KIND = Kind(HttpABConfig, HttpABEvaluator, runs_code=False)
+KIND = Kind(HttpABConfig, HttpABEvaluator, runs_code=False, asynchronous=True)

@@ -16,16 +16,15 @@ from prefect.transactions import transaction
 
 from core.decide import Verdict
 from core.ledger import Row, Status
-from core.workspace import Conflict, GuardViolation
-from evaluators.base import BadCandidate, Unavailable
-from proposers import choose_kind, make_proposer
-from proposers.base import InvalidProposal, StopCampaign
 from steps.abtests import asynchronous
-from steps.trial import Launched, Stop
+from steps.lab import Lab
+from steps.outcomes import ended_by
+from steps.trial import Launched, Stop, Trial
 from tasks import (
     apply,
     baseline,
     calibrate,
+    choose_researcher,
     decide,
     holdout,
     launch,
@@ -54,58 +53,58 @@ async def experiment(
         started.set()
     if lab is None:  # alone: the study's own set-up, as a campaign would do it
         lab = await open_lab(study)
-        kind = choose_kind(lab.study, proposer)[0]
-        researcher = researcher or make_proposer(lab.study, kind, seed)
+        researcher = researcher or await choose_researcher(lab, proposer, seed)
         await prepare(lab, researcher)
-        if lab.needs_calibration():
-            await calibrate(lab, f"{lab.ledger.next_experiment()}-calibration")
+        if lab.judge.needs_calibration():
+            await calibrate(lab.measuring)
     trial = trial or await reserve(lab)
-    if lab.champion() is None and not asynchronous(lab):
+    if lab.records.champion() is None and not asynchronous(lab):
         async with lab.turn:
             row = await persist(lab, trial, *await baseline(lab, trial))
-            await holdout(lab)
+            await holdout(lab.holdout)
         return row
-
-    if trial.proposal is None:
-        try:
-            await propose(lab, researcher, trial)
-        except StopCampaign as exc:
-            return Stop(str(exc), trial.experiment)
-        except InvalidProposal as exc:
-            async with lab.turn:
-                return await persist(lab, trial, Status.INVALID, str(exc), researcher)
-
     try:
-        with transaction() as txn:
-            txn.set("lab", lab)
-            txn.set("trial", trial)
-            await apply(lab, trial)
-            if asynchronous(lab):  # results come days later: the campaign collects them
-                retry_at = await launch(lab, trial)
-                return Launched(trial.experiment, retry_at)
-            while (await measure(lab, trial)).status == "ok":
-                async with lab.turn:
-                    decision = await decide(lab, trial)
-                    if isinstance(decision, Verdict):
-                        if decision.status != "keep":
-                            txn.rollback()
-                        row = await persist(
-                            lab, trial, Status(decision.status), decision.evidence, researcher
-                        )
-                        if row.kept:
-                            await holdout(lab)
-                        return row
-                await remeasure(lab, trial, decision)
-            txn.rollback()
-    except GuardViolation as exc:  # the rollback put the champion back
-        status, reason = Status.REJECTED, str(exc)
-    except Conflict as exc:
-        status, reason = Status.DISCARD, f"does not apply on the champion kept meanwhile: {exc}"
-    except BadCandidate as exc:
-        status, reason = Status.CRASH, str(exc)
-    except Unavailable as exc:  # the instrument cannot work now: nothing lost, resumed later
-        return Stop(str(exc), trial.experiment)
-    else:
-        status, reason = Status.CRASH, trial.measurement.reason
+        if trial.proposal is None:
+            await propose(lab, researcher, trial)
+        return await _try(lab, trial, researcher)
+    except Exception as exc:
+        if (ended := ended_by(exc, trial.experiment)) is None:
+            raise
+        return await _end(lab, trial, ended, researcher)
+
+
+async def _try(lab: Lab, trial: Trial, researcher: Any) -> Row | Stop | Launched:
+    """Apply, measure and decide in a transaction: a discard, a crash or an exception rolls
+    it back (the slot goes back to the champion)."""
+    with transaction() as txn:
+        txn.set("lab", lab)
+        txn.set("trial", trial)
+        await apply(lab, trial)
+        if asynchronous(lab):  # results come days later: the campaign collects them
+            retry_at = await launch(lab, trial)
+            return Launched(trial.experiment, retry_at)
+        while (await measure(lab, trial)).status == "ok":
+            async with lab.turn:
+                decision = await decide(lab.judge, trial)
+                if isinstance(decision, Verdict):
+                    if decision.status != "keep":
+                        txn.rollback()
+                    status = Status(decision.status)
+                    row = await persist(lab, trial, status, decision.evidence, researcher)
+                    if row.kept:
+                        await holdout(lab.holdout)
+                    return row
+            await remeasure(lab, trial, decision)
+        txn.rollback()
+    assert trial.measurement is not None
+    return await _end(lab, trial, (Status.CRASH, trial.measurement.reason), researcher)
+
+
+async def _end(
+    lab: Lab, trial: Trial, ended: tuple[Status, str] | Stop, researcher: Any
+) -> Row | Stop:
+    """The experiment's row, as the way it ended says (in the lab's turn), or its Stop."""
+    if isinstance(ended, Stop):
+        return ended
     async with lab.turn:
-        return await persist(lab, trial, status, reason, researcher)
+        return await persist(lab, trial, *ended, researcher)

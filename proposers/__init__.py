@@ -1,32 +1,37 @@
 """Where changes come from: each proposer kind turns a Context into a Proposal.
 
-The registry: one line per kind, naming the module whose `KIND` gives the kind's study.yaml
-model and its factory. A module is imported only when its kind is used.
+The registry: one line per built-in kind, naming the module whose `KIND` gives the kind's
+study.yaml model and its factory; other distributions add kinds through the entry-point group
+`autoresearch.proposers` (name: the kind, value: its module). A module is imported only when
+its kind is used.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from core.entrypoints import Registry
 
 if TYPE_CHECKING:
     from core.study import ProposerConfig, Study
     from proposers.base import Kind, Proposer
 
-KINDS: dict[str, str] = {
-    "auto": "proposers.auto",  # claude with ANTHROPIC_API_KEY, else mutate
-    "mutate": "proposers.mutate",
-    "optuna": "proposers.optuna",
-    "claude": "proposers.claude",
-    "agent_cli": "proposers.agent_cli",
-}
+KINDS = Registry(
+    "proposer",
+    "autoresearch.proposers",
+    {
+        "auto": "proposers.auto",  # claude with ANTHROPIC_API_KEY, else mutate
+        "mutate": "proposers.mutate",
+        "optuna": "proposers.optuna",
+        "claude": "proposers.claude",
+        "agent_cli": "proposers.agent_cli",
+    },
+)
 
 
 def kind(name: str) -> Kind:
-    if name not in KINDS:
-        raise ValueError(f"unknown proposer {name!r}; choose one of {', '.join(KINDS)}")
     try:
-        return importlib.import_module(KINDS[name]).KIND
+        return KINDS.load(name).KIND
     except ModuleNotFoundError as exc:  # an optional dependency: optuna is in the extra `search`
         raise ValueError(
             f"proposer {name} needs the package {exc.name}, which is not installed "
@@ -56,15 +61,13 @@ def config_for(study: Study, name: str) -> ProposerConfig:
 
 
 def choose_kind(study: Study, override: str | None = None) -> tuple[str, str]:
-    """The proposer kind to use and why (`auto` is resolved here)."""
+    """The proposer kind to use and why (a kind with `resolve`, as `auto`, is resolved here)."""
     name = override or study.config.proposer.kind
-    kind(name)
-    if name == "auto":
-        from proposers.auto import AutoConfig, resolve
-
-        written = study.config.proposer
-        return resolve(written if isinstance(written, AutoConfig) else AutoConfig())
-    return name, f"proposer {name} (asked for)"
+    chosen = kind(name)
+    if chosen.resolve is None:
+        return name, f"proposer {name} (asked for)"
+    written = study.config.proposer
+    return chosen.resolve(written if isinstance(written, chosen.config) else chosen.config())
 
 
 def make_proposer(study: Study, name: str, seed: int | None = None) -> Proposer:

@@ -57,4 +57,4 @@ def create(config: AutoConfig, seed: int | None = None) -> Proposer:
     raise ValueError("auto is not a proposer: resolve it with proposers.choose_kind first")
 
 
-KIND = Kind(AutoConfig, create)
+KIND = Kind(AutoConfig, create, resolve=resolve)

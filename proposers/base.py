@@ -135,3 +135,5 @@ class Kind:
     # False only for kinds that change nothing but numbers in the study's own files (their
     # candidates may run unsandboxed where bwrap cannot run)
     writes_code: bool = True
+    # a kind that stands for another (auto): its section -> (the kind to use, why)
+    resolve: Callable[[ProposerConfig], tuple[str, str]] | None = None

@@ -91,23 +91,7 @@ def evaluator_line(context: Context) -> str:
 
 def decision_line(context: Context) -> str:
     """How the code decides, so the researcher aims above the noise and keeps code small."""
-    d, delta = context.study.metric.decision, context.study.min_delta
-    rule = {
-        "threshold": f"better than the champion by more than {delta:g}"
-        + (" (relative)" if d.relative else ""),
-        "sigma": f"a gain beyond {d.k:g} standard deviations of the measured noise "
-        f"({d.repeats} runs each)",
-        "mannwhitney": f"faster in a Mann-Whitney test over {d.repeats} interleaved runs "
-        f"(p < {d.alpha:g}) by at least {d.min_effect:.0%}",
-        "beta_binomial": f"P(better) >= {d.probability:g} under Beta posteriors of the rates",
-    }[d.rule]
-    text = f"A candidate is kept only for {rule}; ties go to the champion."
-    if d.complexity_cost:
-        text += (
-            f" Each net added line must buy {d.complexity_cost:g} more gain; an equal result "
-            "that deletes code is kept."
-        )
-    return text
+    return context.study.rule.prompt_line()
 
 
 def study_path(context: Context, path: str) -> str:

@@ -17,21 +17,25 @@ from core import abtest
 from core.decide import Verdict
 from core.files import atomic_write
 from core.ledger import Row, Status
+from core.pending import Stage
+from evaluators import kind as evaluator_kind
 from evaluators.base import AsyncEvaluator, Collected, Launch, Measurement, NotNow
 from steps.lab import Lab
 from steps.trial import Remeasure, Trial
 
-BASELINE = "baseline"  # the pending stage of the baseline: recorded at the first decision
+BASELINE = "baseline"  # the baseline's description: recorded at the first decision
 
 
 def asynchronous(lab: Lab) -> bool:
-    return hasattr(lab.evaluator, "launch")
+    """Whether the study's evaluator gives its results days later (its kind says so)."""
+    return evaluator_kind(lab.study.config.evaluator.kind).asynchronous
 
 
 class ABTests:
     def __init__(self, lab: Lab) -> None:
         self.lab = lab
-        self.evaluator: AsyncEvaluator = lab.evaluator  # type: ignore[assignment]
+        self.records = lab.records
+        self.evaluator: AsyncEvaluator = lab.instrument.evaluator  # type: ignore[assignment]
         self._handles: dict[int, dict[str, Any]] = {}  # as saved: a plan, read once (~1 MB)
 
     @property
@@ -39,7 +43,7 @@ class ABTests:
         return self.lab.study.state_dir
 
     def handle_path(self, number: int) -> Path:
-        return self.lab.pending.folder / f"{number}.handle.json"
+        return self.records.pending.folder / f"{number}.handle.json"
 
     def handle(self, trial: Trial) -> dict[str, Any]:
         number = trial.experiment
@@ -53,13 +57,13 @@ class ABTests:
         """The tests sent and being counted, oldest first."""
         return [
             Trial.resume(r)
-            for r in self.lab.pending.all()
-            if r.get("stage") == "launched" and self.handle_path(r["experiment"]).exists()
+            for r in self.records.pending.at(Stage.LAUNCHED)
+            if self.handle_path(r.experiment).exists()
         ]
 
     def unlaunched(self) -> list[Trial]:
         """Candidates proposed but not launched yet (none could be mailed then; or a kill)."""
-        return self.lab.resumable()
+        return self.records.resumable()
 
     def room(self) -> int:
         return self.evaluator.max_pending - len(self.launched()) - len(self.unlaunched())
@@ -67,13 +71,11 @@ class ABTests:
     def reserve_baseline(self) -> None:
         """Number 1 is the baseline's, recorded with the champion's arm of the first decision."""
         lab = self.lab
-        if lab.champion() is None and not any(
-            r.get("stage") == BASELINE for r in lab.pending.all()
-        ):
+        if lab.records.champion() is None and not self.records.pending.at(Stage.BASELINE):
             trial = lab.reserve()
             lab.release(trial)
             trial.description = BASELINE
-            lab.note(trial, stage=BASELINE)
+            self.records.note(trial, stage=Stage.BASELINE)
 
     # launching ---------------------------------------------------------------------------
 
@@ -89,10 +91,10 @@ class ABTests:
         except NotNow as exc:
             return exc.retry_at
         self.finish(trial, "superseded")  # a test of the change on an older champion stops
-        with lab.own_files.writing():
+        with self.records.own_files.writing():
             atomic_write(self.handle_path(trial.experiment), json.dumps(handle))
         self._handles[trial.experiment] = handle
-        lab.note(trial, stage="launched", due=handle.get("planned_at_iso", ""))
+        self.records.note(trial, stage=Stage.LAUNCHED, due=handle.get("planned_at_iso", ""))
         self.evaluator.start(handle, self.state_dir)
         return None
 
@@ -103,7 +105,7 @@ class ABTests:
         handle = self.handle(trial)
         self.evaluator.start(handle, self.state_dir)
         collected = self.evaluator.collect(handle, self.state_dir)
-        self.lab.note(trial, stage="launched", due=collected.due_at or "now")
+        self.records.note(trial, stage=Stage.LAUNCHED, due=collected.due_at or "now")
         return collected
 
     def decide(self, trial: Trial, c: Collected) -> Verdict | Remeasure | None:
@@ -113,22 +115,20 @@ class ABTests:
         lab = self.lab
         planned = int(c.detail.get("challenger", {}).get("planned", 0))
         d = abtest.interim(
-            lab.rule,
-            lab.study.metric.direction,
+            lab.study.rule,
             c.arms["champion"],
             c.arms["challenger"],
             closed=c.closed,
             waited_h=self.evaluator.waited_h(self.handle(trial), self.state_dir),
             max_wait_h=self.evaluator.max_wait_h,
             planned=planned,
-            min_delta=lab.study.min_delta,
         )
         if d is None:
             return None
         trial.measurement = measurement(c)
         rates = f"{_rate(c.arms['champion']):.2%} -> {_rate(c.arms['challenger']):.2%}"
         trial.description = f"{trial.proposal.hypothesis if trial.proposal else ''} ({rates})"
-        current = lab.champion_commit()
+        current = lab.records.champion_commit()
         if d.ledger_status == "keep" and trial.built_on != current:
             return Remeasure(current, f"the champion moved to {current[:7]} during the test")
         return d.verdict()
@@ -136,11 +136,11 @@ class ABTests:
     def baseline_row(self, trial: Trial, c: Collected) -> Row | None:
         """The baseline's row, from the champion's arm of this first decided test (only while
         no champion is recorded)."""
-        record = next((r for r in self.lab.pending.all() if r.get("stage") == BASELINE), None)
-        if record is None or self.lab.champion() is not None:
+        record = next(iter(self.records.pending.at(Stage.BASELINE)), None)
+        if record is None or self.lab.records.champion() is not None:
             return None
-        baseline = Trial(int(record["experiment"]), description=BASELINE, commit=trial.built_on)
-        baseline.started_at = record.get("since") or baseline.started_at
+        baseline = Trial(record.experiment, description=BASELINE, commit=trial.built_on)
+        baseline.started_at = record.since or baseline.started_at
         s, n = c.arms["champion"]
         baseline.measurement = Measurement.of(_rate((s, n)), {"successes": s, "trials": n})
         return baseline.row(Status.KEEP, f"the champion's arm of experiment {trial.experiment}")
@@ -150,13 +150,13 @@ class ABTests:
         path = self.handle_path(trial.experiment)
         if path.exists():
             self.evaluator.finish(self.handle(trial), self.state_dir, status)
-            with self.lab.own_files.writing():
+            with self.records.own_files.writing():
                 path.unlink()
         self._handles.pop(trial.experiment, None)
 
     def due(self) -> str | None:
         """When collecting again is worth it: the earliest due time of the tests in flight."""
-        times = [r.get("due") for r in self.lab.pending.all() if r.get("stage") == "launched"]
+        times = [r.due for r in self.records.pending.at(Stage.LAUNCHED)]
         return min((t for t in times if t and t != "now"), default=None)
 
     def wait_until(self, when: str) -> bool:

@@ -32,12 +32,12 @@ class Finding:
 def examine(lab: Lab) -> list[Finding]:
     """Every invariant, in the order a person would want to read them."""
     try:
-        rows = lab.ledger.rows()
+        rows = lab.records.ledger.rows()
     except LedgerError as exc:
         return [Finding("ledger readable", False, str(exc))]
-    in_flight = set(lab.pending.numbers())
+    in_flight = set(lab.records.pending.numbers())
     found = [_numbers([r.experiment for r in rows], in_flight), _torn(lab)]
-    champ = lab.champion()
+    champ = lab.records.champion()
     head = lab.repo.branch_head() if _has_branch(lab) else ""
     kept = [r.commit for r in rows if r.status == Status.KEEP]
     off = [c for c in kept if not head or not _is_ancestor(lab, c, head)]
@@ -55,9 +55,9 @@ def fix(lab: Lab) -> list[str]:
     done = []
     if locks := lab.repo.remove_stale_locks():
         done.append(f"removed {len(locks)} stale git lock(s)")
-    if lab.ledger.repair():
+    if lab.records.ledger.repair():
         done.append("cut a torn last line off results.tsv")
-    champ = lab.champion()
+    champ = lab.records.champion()
     if champ and _has_branch(lab) and not lab.repo.branch_head().startswith(champ.commit):
         lab.repo.reset_branch(champ.commit)
         done.append(f"moved the study branch to the champion {champ.commit}")
@@ -85,7 +85,7 @@ def _numbers(numbers: list[int], in_flight: set[int]) -> Finding:
 
 
 def _torn(lab: Lab) -> Finding:
-    path = lab.ledger.path
+    path = lab.records.ledger.path
     torn = path.exists() and path.stat().st_size > 0 and not path.read_bytes().endswith(b"\n")
     return Finding("ledger ends with a whole line", not torn, "a torn last line", True)
 
@@ -104,10 +104,10 @@ def _is_ancestor(lab: Lab, commit: str, head: str) -> bool:
 
 def _worktrees(lab: Lab) -> Finding:
     """Every slot that is not measuring a candidate in flight: clean, at the champion."""
-    champ = lab.champion()
+    champ = lab.records.champion()
     if champ is None:
         return Finding("worktrees clean, at the champion", True, "no champion yet")
-    busy = {r.get("slot") for r in lab.pending.all()}
+    busy = {r.slot for r in lab.records.pending.all()}
     bad = []
     for slot in lab.slots.all:
         ws = slot.workspace
@@ -136,7 +136,7 @@ def _leftovers(lab: Lab) -> Finding:
 
 
 def _protected(lab: Lab) -> Finding:
-    expected = lab.state.load().get("protected")
+    expected = lab.records.state.load().get("protected")
     if expected is None or not (lab.workspace.path / ".git").exists():
         return Finding("protected files as hashed at the baseline", True, "not hashed yet")
     now = hash_paths(lab.workspace.path, lab.study.protected)

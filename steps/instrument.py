@@ -7,13 +7,13 @@ A campaign's slots use it, and so does a worker on another machine, over its own
 from __future__ import annotations
 
 import math
-import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from core.rules.base import Rule
 from core.sandbox import Sandbox
-from core.study import DecisionConfig, Study
+from core.study import Study
 from core.tamper import Tampered, Watched
 from core.workspace import GuardViolation, Workspace
 from evaluators.base import Evaluator, Measurement
@@ -42,12 +42,8 @@ class Instrument:
         self.sandbox = sandbox
 
     @property
-    def rule(self) -> DecisionConfig:
-        return self.study.metric.decision
-
-    @property
-    def median(self) -> bool:
-        return self.rule.rule == "mannwhitney"
+    def rule(self) -> Rule:
+        return self.study.rule
 
     def run_once(
         self,
@@ -82,7 +78,7 @@ class Instrument:
         """What is checked out, measured `runs` times (its first log is logs/<label>.log)."""
         logs = [log_path(self.study, label, i) for i in range(runs)]
         results = [self.run_once(workspace, log, env) for log in logs]
-        return self.usable(combine(results, self.median))
+        return self.usable(combine(results, self.rule.center))
 
     def paired(
         self,
@@ -107,7 +103,7 @@ class Instrument:
                 break
             if not champion_first:
                 theirs.append(self.champion_run(champion, label, i, env))
-        m = self.usable(combine(mine, self.median))
+        m = self.usable(combine(mine, self.rule.center))
         if m.status == "ok" and not any(math.isfinite(v) for v in theirs):
             m = replace(m, status="crash", reason="every re-run of the champion crashed")
         return m, theirs
@@ -121,24 +117,25 @@ class Instrument:
 
     def usable(self, m: Measurement) -> Measurement:
         """A crash, with its reason, when the rule needs what the evaluator did not report."""
-        if m.status == "ok" and self.rule.rule == "beta_binomial" and counts(m) is None:
-            return replace(m, status="crash", reason="beta_binomial needs `successes` and `trials`")
+        if m.status == "ok" and self.rule.needs_counts and counts(m) is None:
+            why = f"rule {self.rule.name} needs `successes` and `trials`"
+            return replace(m, status="crash", reason=why)
         return m
 
 
-def combine(runs: list[Measurement], median: bool = False) -> Measurement:
-    """Several runs as one measurement: any crash makes it a crash; else their mean (median)."""
+def combine(runs: list[Measurement], center: Callable[[Sequence[float]], float]) -> Measurement:
+    """Several runs as one measurement: any crash makes it a crash; else their center (the
+    rule's: a mean, or a median for timings)."""
     for m in runs:
         if m.status != "ok":
             return m
     samples = tuple(m.metric for m in runs if m.metric is not None)
     if len(samples) == 1:
         return runs[0]
-    center = statistics.median(samples) if median else statistics.fmean(samples)
     last = runs[-1]
     return replace(
         last,
-        metric=center,
+        metric=center(samples),
         samples=samples,
         duration_s=sum(m.duration_s for m in runs),
     )

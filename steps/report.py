@@ -1,26 +1,60 @@
 """Summaries of a study's ledger: tables (pandas), the campaign summary, the champion's markdown,
 progress.png (matplotlib, imported only when a chart is drawn) and a self-contained report.html.
+
+Everything is read from the ledger's typed rows: the table's columns are Row's fields (the
+metric's under the study's metric name, as in results.tsv) and its status column holds Status
+values, so a column added to Row or a status added to Status reaches the report by itself.
 """
 
 from __future__ import annotations
 
+import math
 import re
+from collections import Counter
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_type_hints
 
 import pandas as pd
 
-from core.decide import gain
+from core.decide import Direction, gain
 from core.files import atomic_write
-from core.ledger import Ledger, Status
-from core.secrets import redact
+from core.ledger import Ledger, Row, Status
+from core.secrets import known_secrets, redact
 
 if TYPE_CHECKING:
     from core.study import Study
-    from steps.lab import Lab
 
-STATUSES = ("keep", "discard", "crash", "rejected", "invalid")
-TOKENS = ["tokens_in", "tokens_out", "tokens_cache_read", "tokens_cache_write"]
+# The table's columns: Row's fields but `extra` (columns this version does not know), typed as
+# Row types them whatever the rows (or none) and whatever pandas would infer: Status values stay.
+TYPES: dict[str, Any] = {f.name: get_type_hints(Row)[f.name] for f in fields(Row)}
+TYPES.pop("extra")
+DTYPES = {
+    name: {int: "int64", float: "float64", str: "str"}.get(t, "object") for name, t in TYPES.items()
+}
+
+
+def _field(name: str) -> str:
+    """A Row field's name, checked when this module loads: a field renamed in core.ledger fails
+    at import, not halfway through a report."""
+    if name not in TYPES:
+        raise AttributeError(f"core.ledger.Row has no field {name!r}")
+    return name
+
+
+# The only columns the report reads by name.
+EXPERIMENT = _field("experiment")
+STATUS = _field("status")
+DESCRIPTION = _field("description")
+COMMIT = _field("commit")
+METRIC = _field("metric")
+PROPOSER = _field("proposer")
+STARTED = _field("started_at")
+DURATION = _field("duration_s")
+COST = _field("cost_usd")
+TOKENS = [name for name in TYPES if name.startswith("tokens_")]
+COUNTED = [s for s in Status if s is not Status.HOLDOUT]  # outcomes; a holdout is no experiment's
+CHARTED = (Status.KEEP, Status.DISCARD)  # rows whose metric is a real measurement of a candidate
 
 
 def artifact_key(name: str) -> str:
@@ -29,80 +63,134 @@ def artifact_key(name: str) -> str:
 
 
 def results_frame(ledger: Ledger) -> pd.DataFrame:
-    """results.tsv as a table: the file's columns, numbers as numbers."""
-    records = [
-        {c: v for c, v in zip(ledger.columns, ledger.line(r).rstrip("\n").split("\t"), strict=True)}
-        for r in ledger.rows()
-    ]
-    frame = pd.DataFrame(records, columns=ledger.columns)
-    for col in (ledger.metric, "memory_gb", "duration_s", "cost_usd"):
-        frame[col] = pd.to_numeric(frame[col], errors="coerce")
-    frame["experiment"] = pd.to_numeric(frame["experiment"], errors="coerce").astype("Int64")
-    return frame
+    """results.tsv as a table, built from the typed rows: the file's columns in its order,
+    numbers as numbers, statuses as Status, text redacted again."""
+    rows = ledger.rows()
+    frame = pd.DataFrame({n: pd.Series(_column(n, rows), dtype=DTYPES[n]) for n in TYPES})
+    return frame.rename(columns={METRIC: ledger.metric})[ledger.columns]
 
 
-def summary(ledger: Ledger, direction: str) -> dict[str, Any]:
-    """Baseline, best, gain and counts: what a person wants to see first in the morning."""
-    frame = results_frame(ledger)
-    counts = {s: int((frame["status"] == s).sum()) for s in STATUSES}
+def _column(name: str, rows: list[Row]) -> list[Any]:
+    values = [getattr(r, name) for r in rows]
+    return _redacted(values) if TYPES[name] is str else values
+
+
+def _redacted(texts: list[str]) -> list[str]:
+    """Text redacted again, for a secret known since the row was written: a column in one pass,
+    value by value only where a match ran from one value into the next (fewer lines came back).
+    """
+    secrets = known_secrets()
+    out = redact("\n".join(texts), secrets).split("\n")
+    return out if len(out) == len(texts) else [redact(t, secrets) for t in texts]
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Baseline, best, gain and counts: what a person wants to see first in the morning.
+
+    `publish` adds the report's path and the campaign how it ended, with `dataclasses.replace`.
+    """
+
+    experiments: int = 0  # rows, holdouts included
+    keep: int = 0  # counts the baseline: the kept changes are one fewer
+    discard: int = 0
+    crash: int = 0
+    rejected: int = 0
+    invalid: int = 0
+    baseline: float | None = None  # None: no baseline yet
+    best: float | None = None
+    champion: str | None = None  # the champion's commit
+    cost_usd: float = 0.0
+    gain: float | None = None  # signed: positive when the champion is better than the baseline
+    gain_pct: float | None = None  # None when the baseline is 0
+    report: str | None = None  # report.html, once written
+    ran: int = 0  # experiments the campaign ran
+    stop: str = ""  # why the campaign stopped before its budget, if it did
+    overfitting: bool = False  # a holdout check during the campaign found the champion worse
+
+    def count(self, status: Status) -> int:
+        """How many rows ended in `status` (a holdout is not counted)."""
+        return {
+            Status.KEEP: self.keep,
+            Status.DISCARD: self.discard,
+            Status.CRASH: self.crash,
+            Status.REJECTED: self.rejected,
+            Status.INVALID: self.invalid,
+        }.get(status, 0)
+
+
+def summary(ledger: Ledger, direction: Direction) -> Summary:
+    """The ledger's Summary; its gain is signed by `direction`."""
+    rows = ledger.rows()
+    n = Counter(r.status for r in rows)
+    counts = Summary(
+        experiments=len(rows),
+        keep=n[Status.KEEP],
+        discard=n[Status.DISCARD],
+        crash=n[Status.CRASH],
+        rejected=n[Status.REJECTED],
+        invalid=n[Status.INVALID],
+        cost_usd=math.fsum(r.cost_usd for r in rows),
+    )
     base, best = ledger.baseline(), ledger.champion()
-    out: dict[str, Any] = {
-        "experiments": len(frame),
-        **counts,
-        "baseline": base.metric if base else None,
-        "best": best.metric if best else None,
-        "champion": best.commit if best else None,
-        "cost_usd": float(frame["cost_usd"].sum()) if len(frame) else 0.0,
-    }
-    if base and best:  # signed: positive when the champion is better than the baseline
-        out["gain"] = gain(direction, best.metric, base.metric)
-        out["gain_pct"] = 100 * out["gain"] / abs(base.metric) if base.metric else None
-    return out
+    if not (base and best):
+        return counts
+    up = gain(direction, best.metric, base.metric)
+    pct = 100 * up / abs(base.metric) if base.metric else None
+    return replace(
+        counts, baseline=base.metric, best=best.metric, champion=best.commit, gain=up, gain_pct=pct
+    )
 
 
-def summary_markdown(lab: Lab, chart: str = "", report_path: Path | None = None) -> str:
-    """The champion against the baseline; with the chart, the cost so far and the report's path."""
-    s = summary(lab.ledger, lab.study.metric.direction)
-    metric = lab.study.metric
-    lines = [f"# {lab.study.name}: {metric.name} ({metric.direction})", ""]
-    if s["baseline"] is None:
+def summary_markdown(
+    study: Study, ledger: Ledger, chart: str = "", report_path: Path | None = None
+) -> str:
+    """The champion against the baseline; with the chart, the cost so far and the report's path.
+    The study and its ledger only, not a Lab: the Prefect markdown artifact of `publish`."""
+    metric = study.metric
+    s = summary(ledger, metric.direction)
+    lines = [f"# {study.name}: {metric.name} ({metric.direction})", ""]
+    if s.baseline is None:
         return "\n".join(lines + ["No baseline yet."])
-    pct = f" ({s['gain_pct']:.2f}%)" if s.get("gain_pct") is not None else ""
+    pct = f" ({s.gain_pct:.2f}%)" if s.gain_pct is not None else ""
+    rows = ledger.rows()
+    tokens_in, tokens_out = sum(r.tokens_in for r in rows), sum(r.tokens_out for r in rows)
     lines += [
         "| baseline | champion | gain | kept | discarded | crashed | cost |",
         "|---|---|---|---|---|---|---|",
-        f"| {s['baseline']:.6g} | {s['best']:.6g} (`{s['champion']}`) | {s['gain']:.6g}{pct} "
-        f"| {s['keep']} | {s['discard']} | {s['crash']} | ${s['cost_usd']:.4f} |",
-    ]
-    frame = results_frame(lab.ledger)
-    tokens = {c: int(pd.to_numeric(frame[c], errors="coerce").fillna(0).sum()) for c in TOKENS}
-    lines += [
+        f"| {s.baseline:.6g} | {s.best:.6g} (`{s.champion}`) | {s.gain:.6g}{pct} "
+        f"| {s.keep} | {s.discard} | {s.crash} | ${s.cost_usd:.4f} |",
         "",
-        f"Cost so far: **${s['cost_usd']:.4f}** over {s['experiments']} experiments "
-        f"({tokens['tokens_in']} tokens in, {tokens['tokens_out']} out).",
+        f"Cost so far: **${s.cost_usd:.4f}** over {s.experiments} experiments "
+        f"({tokens_in} tokens in, {tokens_out} out).",
     ]
     if chart:
         lines += ["", chart]
     if report_path is not None:
         uri = report_path.resolve().as_uri()
         lines += ["", f"Full report: [report.html]({uri}) (`{report_path.resolve()}`)"]
-    rows = [r for r in lab.ledger.rows() if r.status == Status.KEEP]
-    if len(rows) > 1:
-        last = rows[-1]
-        diff = lab.workspace.repo.git.show("--format=", last.commit)
-        lines += ["", f"## Last kept change (#{last.experiment}): {last.description}", ""]
-        lines += ["```diff", diff[:6000], "```"]
-    return redact("\n".join(lines))
+    return redact("\n".join(lines + _last_kept_change(study.repo_root, rows)))
+
+
+def _last_kept_change(repo_root: Path, rows: list[Row]) -> list[str]:
+    """The diff of the last kept change, when there is one after the baseline."""
+    kept = [r for r in rows if r.kept]
+    if len(kept) < 2:
+        return []
+    last = kept[-1]
+    import git
+
+    diff = git.Repo(repo_root).git.show("--format=", last.commit)  # the worktrees share it
+    heading = f"## Last kept change (#{last.experiment}): {last.description}"
+    return ["", heading, "", "```diff", diff[:6000], "```"]
 
 
 # charts and the report ---------------------------------------------------------------------
 
-CHARTED = ("keep", "discard")  # rows whose metric is a real measurement of a candidate
-
 
 def running_best(frame: pd.DataFrame, metric: str, direction: str) -> pd.Series:
     """The champion's metric after each experiment: the best kept value so far."""
-    kept = frame[metric].where(frame["status"] == "keep")
+    kept = frame[metric].where(frame[STATUS] == Status.KEEP)
     best = kept.cummin() if direction == "minimize" else kept.cummax()
     return best.ffill()
 
@@ -117,24 +205,25 @@ def progress_figure(frame: pd.DataFrame, metric: str, direction: str, title: str
 
     fig = Figure(figsize=(9, 4.5), layout="constrained")
     ax = fig.add_subplot()
-    measured = frame[frame["status"].isin(CHARTED) & frame[metric].notna()]
-    discarded = measured[measured["status"] == "discard"]
-    kept = measured[measured["status"] == "keep"]
-    ax.scatter(discarded["experiment"], discarded[metric], s=18, c="#b0b0b0", label="discarded")
-    ax.scatter(kept["experiment"], kept[metric], s=42, c="#2ca02c", label="kept", zorder=3)
+    measured = frame[frame[STATUS].isin(CHARTED) & frame[metric].notna()]
+    discarded = measured[measured[STATUS] == Status.DISCARD]
+    kept = measured[measured[STATUS] == Status.KEEP]
+    ax.scatter(discarded[EXPERIMENT], discarded[metric], s=18, c="#b0b0b0", label="discarded")
+    ax.scatter(kept[EXPERIMENT], kept[metric], s=42, c="#2ca02c", label="kept", zorder=3)
     best = running_best(frame, metric, direction)
-    ax.step(frame["experiment"], best, where="post", c="#1f77b4", lw=1.5, label="running best")
-    for _, row in kept.iloc[1:].iterrows():
+    ax.step(frame[EXPERIMENT], best, where="post", c="#1f77b4", lw=1.5, label="running best")
+    later = kept.iloc[1:]
+    for n, value, text in zip(later[EXPERIMENT], later[metric], later[DESCRIPTION], strict=True):
         ax.annotate(
-            str(row["description"])[:40].replace("$", r"\$"),  # no mathtext
-            (row["experiment"], row[metric]),
+            str(text)[:40].replace("$", r"\$"),  # no mathtext
+            (n, value),
             fontsize=6,
             rotation=20,
             xytext=(3, 4),
             textcoords="offset points",
             color="#2c6e2c",
         )
-    crashed = int((frame["status"] == "crash").sum())
+    crashed = int((frame[STATUS] == Status.CRASH).sum())
     ax.set_title(f"{title}: {metric} ({direction}); {len(frame)} experiments, {crashed} crashed")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("experiment")
@@ -160,57 +249,45 @@ def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def kept_changes(repo_root: Path, frame: pd.DataFrame) -> list[dict[str, str]]:
+def kept_changes(repo_root: Path, rows: list[Row]) -> list[tuple[Row, str]]:
     """Each kept change after the baseline, with its diff (`git show` of its commit)."""
     import git
 
     repo = git.Repo(repo_root)
     out = []
-    for _, row in frame[frame["status"] == "keep"].iloc[1:].iterrows():
+    for row in [r for r in rows if r.kept][1:]:
         try:
-            diff = repo.git.show("--format=%H%n%an %aI%n%n%B", "--stat", "-p", row["commit"])
+            diff = repo.git.show("--format=%H%n%an %aI%n%n%B", "--stat", "-p", row.commit)
         except git.GitCommandError as exc:
-            diff = f"(commit {row['commit']} not found in {repo_root}: {exc.stderr.strip()})"
-        out.append(
-            {
-                "experiment": str(row["experiment"]),
-                "commit": str(row["commit"]),
-                "description": str(row["description"]),
-                "diff": diff,
-            }
-        )
+            diff = f"(commit {row.commit} not found in {repo_root}: {exc.stderr.strip()})"
+        out.append((row, diff))
     return out
 
 
 def counts_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """How many experiments ended in each status (keep counts the baseline)."""
-    order = list(STATUSES) + sorted(set(frame["status"]) - set(STATUSES))
-    counts = [int((frame["status"] == s).sum()) for s in order]
-    return pd.DataFrame({"status": order, "experiments": counts})
+    order = [*COUNTED, *sorted(set(frame[STATUS]) - set(COUNTED))]
+    counts = [int((frame[STATUS] == s).sum()) for s in order]
+    return pd.DataFrame({STATUS: order, "experiments": counts})
 
 
 def costs_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """Tokens and dollars by proposer, with a total row."""
-    money = frame[["proposer", *TOKENS, "cost_usd"]].copy()
-    for col in TOKENS:
-        money[col] = pd.to_numeric(money[col], errors="coerce").fillna(0).astype(int)
-    money["cost_usd"] = money["cost_usd"].fillna(0.0)
-    by = money.groupby("proposer", sort=True).agg(
-        experiments=("cost_usd", "size"), **{c: (c, "sum") for c in [*TOKENS, "cost_usd"]}
+    spent = [*TOKENS, COST]
+    by = frame.groupby(PROPOSER, sort=True).agg(
+        experiments=(COST, "size"), **{c: (c, "sum") for c in spent}
     )
     by.loc["total"] = by.sum()
     by["experiments"] = by["experiments"].astype(int)
-    by["cost_usd"] = by["cost_usd"].map("{:.6f}".format)  # dollars as in results.tsv
+    by[COST] = by[COST].map("{:.6f}".format)  # dollars as in results.tsv
     return by.reset_index()
 
 
 def timeline_frame(frame: pd.DataFrame, metric: str, direction: str) -> pd.DataFrame:
     """The metric over time: one row per experiment, with the best so far."""
-    out = frame[
-        ["experiment", "started_at", "status", metric, "duration_s", "cost_usd", "commit"]
-    ].copy()
+    out = frame[[EXPERIMENT, STARTED, STATUS, metric, DURATION, COST, COMMIT]].copy()
     out["best so far"] = running_best(frame, metric, direction)
-    out["description"] = frame["description"]
+    out[DESCRIPTION] = frame[DESCRIPTION]
     return out
 
 
@@ -234,14 +311,13 @@ def report_html(study: Study, ledger: Ledger, png: bytes) -> str:
 
     frame = results_frame(ledger)
     metric, direction = study.metric.name, study.metric.direction
-    s = summary(ledger, direction)
     title = html.escape(f"{study.name}: {metric} ({direction})")
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>",
         f"<style>{STYLE}</style></head><body><h1>{title}</h1>",
         f"<p>results: {html.escape(str(ledger.path))}</p>",
         "<h2>Summary</h2>",
-        _table(summary_frame(s), "summary"),
+        _table(summary_frame(summary(ledger, direction)), "summary"),
         f"<img alt='progress' src='{data_uri(png)}'>",
         "<h2>Kept, discarded, crashed</h2>",
         "<p>keep counts the baseline: the kept changes are one fewer.</p>",
@@ -251,30 +327,58 @@ def report_html(study: Study, ledger: Ledger, png: bytes) -> str:
         f"<h2>{html.escape(metric)} over time</h2>",
         _table(timeline_frame(frame, metric, direction), "timeline"),
         "<h2>Kept changes</h2>",
+        *_changes_html(study.repo_root, ledger.rows()),
+        *_notes_html(study.state_dir),
     ]
-    changes = kept_changes(study.repo_root, frame)
+    return redact("\n".join(parts + ["</body></html>\n"]))  # diffs may hold a key
+
+
+def _changes_html(repo_root: Path, rows: list[Row]) -> list[str]:
+    import html
+
+    changes = kept_changes(repo_root, rows)
     if not changes:
-        parts.append("<p>None yet.</p>")
-    for c in changes:
-        head = f"#{c['experiment']} {c['commit']}: {c['description']}"
-        parts.append(f"<h3 id='keep-{c['experiment']}'>{html.escape(head)}</h3>")
-        parts.append(f"<pre class='diff'>{html.escape(c['diff'])}</pre>")
-    tests = study.state_dir / "ab-tests.md"
+        return ["<p>None yet.</p>"]
+    parts = []
+    for row, diff in changes:
+        head = f"#{row.experiment} {row.commit}: {row.description}"
+        parts.append(f"<h3 id='keep-{row.experiment}'>{html.escape(head)}</h3>")
+        parts.append(f"<pre class='diff'>{html.escape(diff)}</pre>")
+    return parts
+
+
+def _notes_html(state_dir: Path) -> list[str]:
+    """The A/B tests in flight, if any, and the learnings."""
+    import html
+
+    parts = []
+    tests = state_dir / "ab-tests.md"
     if tests.exists():
         parts += [
             "<h2>A/B tests in flight</h2>",
             f"<pre id='ab-tests'>{html.escape(tests.read_text())}</pre>",
         ]
-    resource = study.state_dir / "resource.md"
+    resource = state_dir / "resource.md"
     notes = resource.read_text(errors="replace") if resource.exists() else "(no resource.md yet)"
-    parts += ["<h2>Learnings (resource.md)</h2>", f"<pre id='learnings'>{html.escape(notes)}</pre>"]
-    return redact("\n".join(parts + ["</body></html>\n"]))  # diffs may hold a key
+    return parts + [
+        "<h2>Learnings (resource.md)</h2>",
+        f"<pre id='learnings'>{html.escape(notes)}</pre>",
+    ]
 
 
-def summary_frame(s: dict[str, Any]) -> pd.DataFrame:
-    keys = ["experiments", "baseline", "best", "gain", "gain_pct", "champion", "cost_usd"]
-    keys += list(STATUSES)
-    return pd.DataFrame({"what": keys, "value": [_fmt(s.get(k)) for k in keys]})
+def summary_frame(s: Summary) -> pd.DataFrame:
+    """The summary as report.html shows it: one line a figure, the counts last."""
+    shown: list[tuple[str, Any]] = [
+        ("experiments", s.experiments),
+        ("baseline", s.baseline),
+        ("best", s.best),
+        ("gain", s.gain),
+        ("gain_pct", s.gain_pct),
+        ("champion", s.champion),
+        ("cost_usd", s.cost_usd),
+        *((status.value, s.count(status)) for status in COUNTED),
+    ]
+    return pd.DataFrame({"what": [w for w, _ in shown], "value": [_fmt(v) for _, v in shown]})
 
 
 def _fmt(value: Any) -> str:

@@ -40,6 +40,11 @@ class Slots:
             for i in range(1, count + 1)
         ]
 
+    @property
+    def count(self) -> int:
+        """How many candidates may be in flight at once."""
+        return len(self.all)
+
     def __getitem__(self, index: int) -> Slot:
         return self.all[index - 1]
 

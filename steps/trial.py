@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from core.ledger import Row, Status
+from core.pending import Record, Stage
 from core.secrets import redact
 from evaluators.base import Measurement
 from proposers.base import Proposal, Usage
@@ -122,33 +122,34 @@ class Trial:
 
     # in flight ---------------------------------------------------------------------------
 
-    def record(self) -> dict[str, Any]:
+    def record(self) -> Record:
         """What the pending record keeps, so that a new start resumes this trial as it was."""
         p, c = self.proposal, self.candidate
-        return {
-            "slot": self.slot,
-            "since": self.started_at,
-            "hypothesis": redact(self.description),
-            "proposer": self.proposer,
-            "stage": "measuring" if c else ("proposed" if p else "reserved"),
-            "proposal": None if p is None else {
+        return Record(
+            experiment=self.experiment,
+            stage=Stage.MEASURING if c else (Stage.PROPOSED if p else Stage.RESERVED),
+            slot=self.slot,
+            since=self.started_at,
+            hypothesis=redact(self.description),
+            proposer=self.proposer,
+            proposal=None if p is None else {
                 "hypothesis": redact(p.hypothesis), "files": p.files, "proposer": p.proposer,
                 "key": p.key, "usage": p.usage.columns(), "cost_usd": p.cost_usd,
             },
-            "candidate": None if c is None else {
+            candidate=None if c is None else {
                 "sha": c.sha, "lines_added": c.lines_added, "lines_removed": c.lines_removed,
             },
-            "built_on": self.built_on,
-            "first": None if self.first is None else [self.first[0], self.first[1].metric],
-        }  # fmt: skip
+            built_on=self.built_on,
+            first=None if self.first is None else [self.first[0], self.first[1].metric],
+        )  # fmt: skip
 
     @classmethod
-    def resume(cls, record: dict[str, Any]) -> Trial:
+    def resume(cls, record: Record) -> Trial:
         """A trial as its pending record left it (measured again from its commit, if any)."""
-        trial = cls(int(record["experiment"]), int(record.get("slot") or 1))
-        trial.started_at = record.get("since") or trial.started_at
-        trial.built_on = record.get("built_on") or ""
-        if p := record.get("proposal"):
+        trial = cls(record.experiment, record.slot or 1)
+        trial.started_at = record.since or trial.started_at
+        trial.built_on = record.built_on
+        if p := record.proposal:
             u = p.get("usage") or {}
             usage = Usage(
                 input_tokens=u.get("tokens_in", 0),
@@ -159,10 +160,10 @@ class Trial:
             trial.propose(
                 Proposal(p["hypothesis"], p["files"], p["proposer"], p["key"], usage, p["cost_usd"])
             )
-        if c := record.get("candidate"):
+        if c := record.candidate:
             candidate = Candidate(c["sha"], c["lines_added"], c["lines_removed"])
             trial.apply(candidate, trial.built_on)
-        if first := record.get("first"):
+        if first := record.first:
             value = first[1]
             before = Measurement.of(value) if value is not None else Measurement.crash("crashed")
             trial.first = (first[0], before)

@@ -19,7 +19,6 @@ from typing import Any
 from core import signing
 from core.workspace import Workspace
 from evaluators.base import Measurement
-from steps.instrument import Instrument
 from steps.lab import Lab
 from steps.plugins import load_study
 
@@ -96,9 +95,10 @@ def measure_at(
     repo = lab.repo
     ref = repo.candidate_ref(experiment)
     repo.origin.git.fetch(remote, f"+{ref}:{ref}")  # the champion is the candidate's parent
-    lab.choose_sandbox(researcher="")  # a worker measures whatever it is sent: always sandboxed
+    lab.sandboxes.choose(researcher="")  # a worker measures whatever it is sent: always sandboxed
     # the protected files as the campaign hashed them
-    instrument = Instrument(spec, lab.evaluator, lambda: protected, lab.own_files, lab.sandbox)
+    instrument = lab.instrument
+    instrument.protected = lambda: protected
     workspace = Workspace(spec, f"remote-{experiment}", repo).open_at(commit)
     beside = Workspace(spec, f"remote-{experiment}-champion", repo) if paired else None
     try:

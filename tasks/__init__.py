@@ -7,7 +7,7 @@ from tasks.decide import decide
 from tasks.evaluate import baseline, calibrate, measure
 from tasks.holdout import holdout
 from tasks.persist import persist, publish
-from tasks.prepare import claim, open_lab, prepare, reserve
+from tasks.prepare import choose_researcher, claim, open_lab, prepare, reserve
 from tasks.propose import propose
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "baseline",
     "begin_ab_tests",
     "calibrate",
+    "choose_researcher",
     "claim",
     "collect",
     "dashboard",

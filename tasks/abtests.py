@@ -55,7 +55,7 @@ async def record(
     tests = ABTests(lab)
     baseline = await asyncio.to_thread(tests.baseline_row, trial, c)
     if baseline is not None:
-        await asyncio.to_thread(lab.commit_row, baseline, None)
+        await asyncio.to_thread(lab.records.commit_row, baseline, None)
     learned = Learned()
     status = Status(verdict.status)
     if researcher is not None and trial.proposal is not None:
@@ -84,5 +84,5 @@ async def dashboard(lab: Lab) -> str:
     text = await asyncio.to_thread(ABTests(lab).dashboard)
     key = f"{report.artifact_key(lab.study.name)}-ab-tests"
     await acreate_markdown_artifact(text, key=key, description="A/B tests in flight")
-    await asyncio.to_thread(lab.write_dashboard, text)
+    await asyncio.to_thread(lab.records.write_dashboard, text)
     return text

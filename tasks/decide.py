@@ -8,13 +8,13 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from core.decide import Verdict
-from steps.lab import Lab
+from steps.judge import Judge
 from steps.trial import Remeasure, Trial
 
 
 @task(name="decide", cache_policy=NO_CACHE)
-async def decide(lab: Lab, trial: Trial) -> Verdict | Remeasure:
-    decision = await asyncio.to_thread(lab.decide, trial)
+async def decide(judge: Judge, trial: Trial) -> Verdict | Remeasure:
+    decision = await asyncio.to_thread(judge.decide, trial)
     if isinstance(decision, Verdict):
         log = get_run_logger()
         log.info("%s: %s (%s)", decision.status, decision.reason, decision.evidence)

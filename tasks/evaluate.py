@@ -10,17 +10,18 @@ from prefect.cache_policies import NO_CACHE
 from core.ledger import Status
 from evaluators.base import Measurement
 from steps.lab import Lab
+from steps.measuring import Measuring
 from steps.trial import Trial
 from tasks.remote import measure_remotely
 
 
-def _log(lab: Lab, m: Measurement | None, champion: list[float] | None = None) -> None:
+def _log(metric: str, m: Measurement | None, champion: list[float] | None = None) -> None:
     log = get_run_logger()
     if m is None:
         return
     if m.status == "ok":
         runs = f" over {len(m.samples)} runs" if len(m.samples) > 1 else ""
-        log.info("%s = %.6g%s in %.1fs", lab.study.metric.name, m.metric, runs, m.duration_s)
+        log.info("%s = %.6g%s in %.1fs", metric, m.metric, runs, m.duration_s)
     else:
         log.warning("crash: %s\n%s", m.reason, m.log_tail[-2000:])
     if champion:
@@ -34,8 +35,8 @@ async def measure(lab: Lab, trial: Trial) -> Measurement:
     if lab.study.config.evaluator.work_pool:
         m = await measure_remotely(lab, trial)
     else:
-        m = await asyncio.to_thread(lab.measure, trial)
-    _log(lab, m, trial.champion_runs)
+        m = await asyncio.to_thread(lab.measuring.candidate, trial)
+    _log(lab.study.metric.name, m, trial.champion_runs)
     return m
 
 
@@ -45,16 +46,16 @@ async def baseline(lab: Lab, trial: Trial) -> tuple[Status, str]:
     its status and why."""
     measured = None
     if lab.study.config.evaluator.work_pool:
-        lab.start_baseline(trial)
+        lab.measuring.start_baseline(trial)
         measured = await measure_remotely(lab, trial)
-    outcome = await asyncio.to_thread(lab.baseline, trial, measured)
-    _log(lab, trial.measurement)
+    outcome = await asyncio.to_thread(lab.measuring.baseline, trial, measured)
+    _log(lab.study.metric.name, trial.measurement)
     return outcome
 
 
 @task(name="calibrate", cache_policy=NO_CACHE)
-async def calibrate(lab: Lab, label: int | str) -> Measurement:
+async def calibrate(measuring: Measuring) -> Measurement:
     """The study's noise: the champion run several times (at the start, on a new machine)."""
-    m = await asyncio.to_thread(lab.calibrate, label)
-    _log(lab, m)
+    m = await asyncio.to_thread(measuring.calibrate)
+    _log(measuring.records.study.metric.name, m)
     return m

@@ -7,15 +7,15 @@ import asyncio
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from steps.lab import Lab
+from steps.holdout import Holdout
 
 
 @task(name="holdout", cache_policy=NO_CACHE)
-async def holdout(lab: Lab, at_end: bool = False) -> bool | None:
+async def holdout(check: Holdout, at_end: bool = False) -> bool | None:
     """When a check is due: its row in the ledger, and whether the champion overfits."""
-    if not lab.holdout_due(at_end):
+    if not check.due(at_end):
         return None
-    row, overfitting = await asyncio.to_thread(lab.holdout)
-    await asyncio.to_thread(lab.commit_row, row)
+    row, overfitting = await asyncio.to_thread(check.run)
+    await asyncio.to_thread(check.records.commit_row, row)
     (get_run_logger().warning if overfitting else get_run_logger().info)(row.description)
     return overfitting

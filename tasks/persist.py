@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
@@ -39,19 +39,19 @@ async def persist(
 
 
 @task(name="publish", cache_policy=NO_CACHE)
-async def publish(lab: Lab) -> dict[str, Any]:
+async def publish(lab: Lab) -> report.Summary:
     """The study's results table and summary, under one key each, so the latest is easy to find;
     only when the ledger changed since they were last published.
 
     Also writes progress.png and report.html; the summary carries the chart inline (a data-URI
     PNG, which the UI renders), the cost so far and the report's path.
     """
-    summary = report.summary(lab.ledger, lab.study.metric.direction)
+    summary = report.summary(lab.records.ledger, lab.study.metric.direction)
     html = lab.study.state_dir / "report.html"
-    if not await asyncio.to_thread(lab.unpublished):
-        return summary | {"report": str(html) if html.exists() else None}
+    if not await asyncio.to_thread(lab.records.unpublished):
+        return replace(summary, report=str(html) if html.exists() else None)
     key = report.artifact_key(lab.study.name)
-    frame = report.results_frame(lab.ledger)
+    frame = report.results_frame(lab.records.ledger)
     await acreate_table_artifact(
         key=f"{key}-results",
         table=frame.astype(str).to_dict(orient="records"),
@@ -66,11 +66,11 @@ async def publish(lab: Lab) -> dict[str, Any]:
             get_run_logger().warning("report of %s not written: %s", lab.study.name, exc)
     await acreate_markdown_artifact(
         key=f"{key}-summary",
-        markdown=report.summary_markdown(lab, chart, report_path),
+        markdown=report.summary_markdown(lab.study, lab.records.ledger, chart, report_path),
         description=f"champion of study {lab.study.name}",
     )
-    await asyncio.to_thread(lab.published)
-    return summary | {"report": str(report_path) if report_path else None}
+    await asyncio.to_thread(lab.records.published)
+    return replace(summary, report=str(report_path) if report_path else None)
 
 
 def _report(lab: Lab) -> tuple[Path, str]:

@@ -18,6 +18,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import StateType
 from prefect.states import Crashed
 
+from proposers import choose_kind, make_proposer
 from proposers.base import Proposer
 from steps.lab import Lab
 from steps.trial import Trial
@@ -45,10 +46,19 @@ async def open_lab(study: str, parallel: int | None = None) -> Lab:
     return lab
 
 
+@task(name="researcher", cache_policy=NO_CACHE)
+async def choose_researcher(lab: Lab, proposer: str | None, seed: int | None) -> Proposer:
+    """The proposer the study (or `proposer`, overriding it) asks for; why, in the log."""
+    kind, why = choose_kind(lab.study, proposer)
+    get_run_logger().info("study %s: %s, %d in flight at most", lab.study.name, why,
+                          lab.slots.count)  # fmt: skip
+    return make_proposer(lab.study, kind, seed)
+
+
 @task(name="prepare", cache_policy=NO_CACHE)
 async def prepare(lab: Lab, researcher: Proposer) -> str:
     """The sandbox decision; its notice, when candidates run unsandboxed, is logged."""
-    notice = lab.choose_sandbox(researcher.name)
+    notice = lab.sandboxes.choose(researcher.name)
     if notice:
         get_run_logger().warning(notice)
     return notice

@@ -89,10 +89,10 @@ async def ensure_deployment(lab: Lab) -> str:
 async def measure_remotely(lab: Lab, trial: Trial) -> Measurement:
     """The trial's candidate measured on a worker; a crash when its flow run did not complete."""
     key = await asyncio.to_thread(credentials.signing_key)  # the campaign's, made once
-    record = await asyncio.to_thread(lab.pending.read, trial.experiment)
-    run_id = record.get("flow_run")
+    record = await asyncio.to_thread(lab.records.pending.read, trial.experiment)
+    run_id = record.flow_run if record else ""
     if not run_id:
-        await asyncio.to_thread(lab.send, trial)
+        await asyncio.to_thread(_send, lab, trial)
         try:
             name = await ensure_deployment(lab)
         except worker.Refused as exc:
@@ -101,7 +101,7 @@ async def measure_remotely(lab: Lab, trial: Trial) -> Measurement:
         parameters = worker.sign_request(key, _parameters(lab, trial))
         run = await run_deployment(name, parameters=parameters, timeout=0)
         run_id = str(run.id)
-        await asyncio.to_thread(lab.note, trial, flow_run=run_id)
+        await asyncio.to_thread(lab.records.note, trial, flow_run=run_id)
     state = await _final_state(UUID(run_id))
     if not state.is_completed():
         why = f"the worker's flow run {run_id} ended {state.name}: {state.message}"
@@ -124,17 +124,27 @@ async def _measurements(run_id: str) -> list[str]:
     return [a.data for a in found if isinstance(a.data, str)]
 
 
+def _send(lab: Lab, trial: Trial) -> None:
+    """The candidate (its parent: the champion it is built on) pushed to the study's remote,
+    for a worker to fetch."""
+    remote = lab.study.config.remote
+    assert remote is not None
+    lab.repo.hold(trial.experiment, trial.commit)
+    lab.repo.push(remote, trial.experiment, trial.built_on)
+
+
 def _parameters(lab: Lab, trial: Trial) -> dict[str, Any]:
-    slot = lab.slot(trial)
+    slot, rule = lab.slot(trial), lab.study.rule
+    baseline = trial.description == "baseline"
     return {
         "study": lab.study.rel.as_posix(),
         "remote": lab.study.config.remote,
         "experiment": trial.experiment,
         "commit": trial.commit,
         "champion": trial.built_on,
-        "runs": lab.repeats if trial.description != "baseline" else lab.baseline_runs,
-        "paired": lab.paired and trial.description != "baseline",
-        "protected": lab.protected(),
+        "runs": rule.baseline_runs if baseline else rule.repeats,
+        "paired": rule.paired and not baseline,
+        "protected": lab.records.protected(),
         "env": slot.env,
     }
 

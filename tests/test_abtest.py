@@ -5,17 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from core import rules
 from core.abtest import Peeking, as_of, interim, next_look, prob_challenger_better
-from core.study import DecisionConfig
 
-RULE = DecisionConfig(rule="beta_binomial", probability=0.96)
+RULE = rules.config(rule="beta_binomial", probability=0.96)
 H = 3600.0
 
 
 def decide(champion, challenger, closed=False, waited_h=10.0, planned=3000, **kw):
+    rule = rules.make(RULE, kw.pop("direction", "maximize"), kw.pop("min_delta", 0.0))
     return interim(
-        RULE,
-        kw.pop("direction", "maximize"),
+        rule,
         champion,
         challenger,
         closed=closed,
@@ -76,8 +76,7 @@ def test_minimize_turns_the_rate_around() -> None:
 def test_only_beta_binomial_decides_an_ab_test() -> None:
     with pytest.raises(ValueError, match="beta_binomial"):
         interim(
-            DecisionConfig(rule="threshold"),
-            "maximize",
+            rules.make(rules.config(), "maximize"),
             (1, 10),
             (2, 10),
             closed=True,

@@ -192,7 +192,7 @@ def test_b_a_forged_measurement_is_a_crash_row_not_a_keep(
         from core import interrupt
 
         interrupt.clear()
-    (row,) = Lab.open(folder).ledger.rows()
+    (row,) = Lab.open(folder).records.ledger.rows()
     assert row.status == Status.CRASH, row
     assert row.metric != pytest.approx(4.2e-05)
     assert "measurement of flow run" in row.evidence and named in row.evidence, row.evidence

@@ -245,8 +245,8 @@ def test_an_agent_cli_edits_its_worktree_and_sees_nothing_else(
     gitconfig = Path.home() / ".gitconfig"
     before = gitconfig.read_bytes() if gitconfig.exists() else None
     lab = Lab.open(folder)
-    lab.resource_path.write_text("what the study learned\n")
-    lab.choose_sandbox("agent_cli")
+    lab.records.resource_path.write_text("what the study learned\n")
+    lab.sandboxes.choose("agent_cli")
     agent = AgentCliProposer(
         AgentCliConfig(command=f"{sys.executable} agent.py", timeout_s=60)  # type: ignore[call-arg]
     )
@@ -255,7 +255,7 @@ def test_an_agent_cli_edits_its_worktree_and_sees_nothing_else(
     text = proposal.files["study/model.py"]
     assert text.startswith("X = 4.0"), text
     assert "'state': False" in text and "'secret': None" in text and "'git': False" in text
-    assert lab.resource_path.read_text() == "what the study learned\n"
+    assert lab.records.resource_path.read_text() == "what the study learned\n"
     assert (gitconfig.read_bytes() if gitconfig.exists() else None) == before
     assert not Path("/tmp/pwned").exists()
 
@@ -270,7 +270,7 @@ def test_a_candidate_cannot_make_the_tools_git_run_a_program(make_study, tmp_pat
         ["git", "-C", str(folder.parent), "config", "core.fsmonitor", f"touch {pwned}"], check=True
     )
     lab.workspace.clean()
-    lab.workspace.checkout(lab.champion_commit())
+    lab.workspace.checkout(lab.records.champion_commit())
     assert not pwned.exists()
     findings = {f.check: f for f in doctor.examine(lab)}
     assert not findings["git config runs no program"].ok  # a person's own git would run it

@@ -662,18 +662,15 @@ def test_a_request_no_retry_can_fix_stops_the_campaign(
 def test_the_prompt_states_the_decision_rule_and_the_simplicity_cost(folder: Path) -> None:
     from dataclasses import replace
 
+    from core import rules
+    from core.study import Study
     from proposers.prompt import system_text
 
     ctx = make_context(folder)
     assert "better than the champion by more than 0" in system_text(ctx)
-    metric = ctx.study.config.metric
-    strict = metric.model_copy(
-        update={
-            "decision": metric.decision.model_copy(
-                update={"rule": "sigma", "complexity_cost": 0.01}
-            )
-        }
-    )
-    ctx.study.config = ctx.study.config.model_copy(update={"metric": strict})
-    text = system_text(replace(ctx))
+    sigma = rules.config(rule="sigma", complexity_cost=0.01)
+    metric = ctx.study.config.metric.model_copy(update={"decision": sigma})
+    config = ctx.study.config.model_copy(update={"metric": metric})
+    study = Study(config, ctx.study.folder, ctx.study.repo_root)
+    text = system_text(replace(ctx, study=study))
     assert "2 standard deviations" in text and "deletes code is kept" in text

@@ -63,13 +63,13 @@ def test_offline_a_better_copy_is_kept_and_a_worse_one_discarded(tmp_path, monke
     )
     changes = Scripted([copy_change(*GOOD, "good"), copy_change(*BAD, "bad")])
     result = campaign(str(folder), experiments=2, researcher=changes)
-    rows = Lab.open(folder).ledger.rows()
+    rows = Lab.open(folder).records.ledger.rows()
     by = {r.description.split(" (")[0]: r for r in rows}
     assert [r.experiment for r in rows][0] == 1 and by["baseline"].status == Status.KEEP
     assert 0.01 < by["baseline"].metric < 0.06  # the champion's arm: about 3%
     assert by["good"].status == Status.KEEP and by["good"].metric > 2 * by["baseline"].metric
     assert by["bad"].status == Status.DISCARD
-    assert sorted(r.experiment for r in rows) == [1, 2, 3] and result["ran"] == 2
+    assert sorted(r.experiment for r in rows) == [1, 2, 3] and result.ran == 2
     assert "->" in by["good"].description  # the rates, champion's and challenger's
     dashboard = (folder.parent / "runs" / "cold-email" / "ab-tests.md").read_text()
     assert "A/B tests in flight" in dashboard
@@ -107,7 +107,7 @@ def test_a_kill_between_launch_and_collect_sends_nothing_twice(tmp_path):
         proc.wait()
         sent_before = len(emu.accepted)
         runs = 0
-        while not Lab.open(folder).ledger.rows() and runs < 6:
+        while not Lab.open(folder).records.ledger.rows() and runs < 6:
             again = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=180)
             assert again.returncode == 0, again.stdout + again.stderr
             runs += 1
@@ -118,7 +118,7 @@ def test_a_kill_between_launch_and_collect_sends_nothing_twice(tmp_path):
         # the killed launch's batch, each message once; the one whose call the kill cut may
         # be lost (marked unknown, never sent again): at most one per kill, never a double
         assert 29 <= len(first) <= 30 and sent_before >= 1
-    rows = Lab.open(folder).ledger.rows()
+    rows = Lab.open(folder).records.ledger.rows()
     assert [r.experiment for r in rows] == [1, 2]  # the baseline, then the test: decided
     state = folder.parent / "runs"
     for path in [p for p in state.rglob("*") if p.is_file()]:

@@ -9,22 +9,40 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
+from core import rules
 from core.decide import (
+    Direction,
+    Verdict,
     bootstrap_effect_interval,
     calibrate,
     critical_value,
-    decide,
     expected_loss,
     prob_better,
     prob_better_by,
 )
-from core.study import DecisionConfig
+from core.rules.base import Arms, DecisionConfig
 
-THRESHOLD = DecisionConfig()
-SIGMA = DecisionConfig(rule="sigma")
-MW = DecisionConfig(rule="mannwhitney")
-BB = DecisionConfig(rule="beta_binomial")
+THRESHOLD = rules.config()
+SIGMA = rules.config(rule="sigma")
+MW = rules.config(rule="mannwhitney")
+BB = rules.config(rule="beta_binomial")
 NAN = float("nan")
+
+
+def decide(
+    config: DecisionConfig,
+    direction: Direction,
+    champion: list,
+    candidate: list,
+    min_delta: float = 0.0,
+    lines_added: int = 0,
+    lines_removed: int = 0,
+    **arms: object,
+) -> Verdict:
+    """The study's rule, as core.rules makes it, on these arms."""
+    rule = rules.make(config, direction, min_delta)
+    return rule.decide(Arms(champion, candidate, lines_added=lines_added,  # type: ignore[arg-type]
+                            lines_removed=lines_removed, **arms))  # fmt: skip
 
 
 def status(*args: object, **kw: object) -> str:
@@ -92,11 +110,11 @@ def test_threshold_absolute_min_delta_is_strict() -> None:
 
 
 def test_threshold_relative_min_delta_scales_with_the_champion() -> None:
-    rule = DecisionConfig(min_delta=0.01, relative=True)
-    assert status(rule, "minimize", [100.0], [99.0], rule.min_delta) == "discard"  # exactly 1%
-    assert status(rule, "minimize", [100.0], [98.9], rule.min_delta) == "keep"
-    assert status(rule, "maximize", [-200.0], [-198.5], rule.min_delta) == "discard"  # bar 2
-    assert status(rule, "maximize", [-200.0], [-197.9], rule.min_delta) == "keep"
+    rule = rules.config(relative=True)
+    assert status(rule, "minimize", [100.0], [99.0], 0.01) == "discard"  # exactly 1%
+    assert status(rule, "minimize", [100.0], [98.9], 0.01) == "keep"
+    assert status(rule, "maximize", [-200.0], [-198.5], 0.01) == "discard"  # bar 2
+    assert status(rule, "maximize", [-200.0], [-197.9], 0.01) == "keep"
 
 
 def test_threshold_compares_means_of_several_runs() -> None:
@@ -211,7 +229,7 @@ def test_mannwhitney_significant_but_smaller_than_min_effect_is_discarded() -> N
     verdict = decide(MW, "minimize", list(champ), list(cand))
     assert verdict.status == "discard"
     assert "interval low" in verdict.reason
-    loose = DecisionConfig(rule="mannwhitney", min_effect=0.005)
+    loose = rules.config(rule="mannwhitney", min_effect=0.005)
     assert status(loose, "minimize", list(champ), list(cand)) == "keep"
 
 
@@ -241,7 +259,7 @@ def test_bootstrap_is_deterministic_and_fast() -> None:
 
 
 def test_mannwhitney_statistics_false_keeps_and_power() -> None:
-    rule = DecisionConfig(rule="mannwhitney", repeats=12)
+    rule = rules.config(rule="mannwhitney", repeats=12)
     rng = np.random.default_rng(21)
     aa = [
         status(rule, "minimize", list(rng.normal(100, 5, 12)), list(rng.normal(100, 5, 12)))
@@ -303,7 +321,7 @@ def test_beta_binomial_direction() -> None:
 
 
 def test_beta_binomial_expected_loss_bound_blocks() -> None:
-    strict = DecisionConfig(rule="beta_binomial", max_expected_loss=1e-9)
+    strict = rules.config(rule="beta_binomial", max_expected_loss=1e-9)
     counts = {"champion_counts": (75, 2500), "candidate_counts": (100, 2500)}
     assert status(BB, "maximize", [], [], **counts) == "keep"
     verdict = decide(strict, "maximize", [], [], **counts)
@@ -352,14 +370,14 @@ def test_beta_binomial_statistics_reply_rates() -> None:
 
 
 def test_complexity_cost_raises_the_bar_per_net_line_added() -> None:
-    rule = DecisionConfig(complexity_cost=0.1)
+    rule = rules.config(complexity_cost=0.1)
     assert status(rule, "minimize", [10.0], [9.5], 0.0, 10, 0) == "discard"  # needs > 1.0
     assert status(rule, "minimize", [10.0], [8.9], 0.0, 10, 0) == "keep"
     assert status(rule, "minimize", [10.0], [9.5], 0.0, 10, 8) == "keep"  # net 2 lines: > 0.2
 
 
 def test_equal_result_that_deletes_code_is_kept() -> None:
-    rule = DecisionConfig(complexity_cost=0.1)
+    rule = rules.config(complexity_cost=0.1)
     verdict = decide(rule, "minimize", [10.0], [10.0], 0.0, 2, 12)
     assert verdict.status == "keep"
     assert "10 line(s) fewer" in verdict.reason
@@ -370,20 +388,20 @@ def test_equal_result_that_deletes_code_is_kept() -> None:
 
 
 def test_deletion_rule_applies_to_noisy_rules() -> None:
-    sigma = DecisionConfig(rule="sigma", complexity_cost=0.01)
+    sigma = rules.config(rule="sigma", complexity_cost=0.01)
     champ = [10.0, 10.5, 9.5]
     assert status(sigma, "minimize", champ, champ, 0.0, 0, 30, noise_sigma=0.5) == "keep"
     assert status(sigma, "minimize", champ, [10.2] * 3, 0.0, 0, 30, noise_sigma=0.5) == "discard"
-    mw = DecisionConfig(rule="mannwhitney", complexity_cost=0.01)
+    mw = rules.config(rule="mannwhitney", complexity_cost=0.01)
     assert status(mw, "minimize", champ, champ, 0.0, 0, 30) == "keep"
-    bb = DecisionConfig(rule="beta_binomial", complexity_cost=0.001)
+    bb = rules.config(rule="beta_binomial", complexity_cost=0.001)
     counts = {"champion_counts": (75, 2500), "candidate_counts": (75, 2500)}
     assert status(bb, "maximize", [], [], 0.0, 0, 3, **counts) == "keep"
     assert status(bb, "maximize", [], [], 0.0, 3, 0, **counts) == "discard"
 
 
 def test_complexity_cost_for_rates_is_a_margin_on_the_rate() -> None:
-    bb = DecisionConfig(rule="beta_binomial", complexity_cost=0.001)
+    bb = rules.config(rule="beta_binomial", complexity_cost=0.001)
     counts = {"champion_counts": (75, 2500), "candidate_counts": (125, 2500)}  # +2 points
     assert status(bb, "maximize", [], [], 0.0, 5, 0, **counts) == "keep"  # margin 0.5 points
     assert status(bb, "maximize", [], [], 0.0, 30, 0, **counts) == "discard"  # margin 3 points

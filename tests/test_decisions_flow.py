@@ -21,7 +21,7 @@ def test_sigma_calibrates_then_repeats(make_study, scripted):
     scripted += [{"study/model.py": "X = 4.0\n"}, {"study/model.py": "X = 4.0005\n"}]
     assert experiment(str(folder), researcher=scripted).description == "baseline"
     lab = Lab.open(folder)
-    cal = lab.state.load()["calibration"]
+    cal = lab.records.state.load()["calibration"]
     assert len(cal["samples"]) == 3 and 0 < cal["sigma"] < 0.1
     assert [p.name for p in sorted((lab.study.state_dir / "logs").iterdir())] == [
         "1-2.log",
@@ -30,7 +30,7 @@ def test_sigma_calibrates_then_repeats(make_study, scripted):
     ]
     big = experiment(str(folder), researcher=scripted)
     assert big.status == "keep" and big.evidence.startswith("sigma n=3/4")
-    assert len(Lab.open(folder).record.samples()) == 4
+    assert len(Lab.open(folder).records.champion_runs.samples()) == 4
     tiny = experiment(str(folder), researcher=scripted)
     assert tiny.status == "discard"  # 0.0005 is far inside the noise
 
@@ -40,10 +40,11 @@ def test_new_machine_recalibrates(make_study, scripted):
     scripted += [{"study/model.py": "X = 2.0\n"}]
     experiment(str(folder), researcher=scripted)
     lab = Lab.open(folder)
-    lab.state.update(calibration=lab.state.load()["calibration"] | {"machine": "elsewhere"})
-    assert lab.needs_calibration()
+    state = lab.records.state
+    state.update(calibration=state.load()["calibration"] | {"machine": "elsewhere"})
+    assert lab.judge.needs_calibration()
     experiment(str(folder), researcher=scripted)
-    assert not Lab.open(folder).needs_calibration()
+    assert not Lab.open(folder).judge.needs_calibration()
     assert (lab.study.state_dir / "logs" / "2-calibration.log").exists()
 
 
@@ -72,11 +73,11 @@ def test_holdout_regression_is_flagged_as_overfitting(make_study, scripted):
     )
     scripted += [{"study/model.py": "X = 3.0\n"}]
     result = campaign(str(folder), experiments=2, researcher=scripted)
-    rows = Lab.open(folder).ledger.rows()
+    rows = Lab.open(folder).records.ledger.rows()
     assert [r.status for r in rows] == ["keep", "holdout", "keep", "holdout"]
     assert rows[1].description.endswith(": ok")
     assert "OVERFITTING" in rows[3].description
-    assert result["overfitting"] is True
+    assert result.overfitting is True
 
 
 def test_secrets_reach_no_evaluator_and_no_file(make_study, scripted, monkeypatch):

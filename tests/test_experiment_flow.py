@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from steps.judge import Judge
 from steps.lab import Lab
 from tests.conftest import campaign, experiment, git
 
@@ -40,7 +41,7 @@ def scripted_study(make_study, tmp_path, scripted):
 
 def lab_ledger_line(folder: Path, index: int) -> str:
     """One line of results.tsv as written (index 0: the first row)."""
-    return Lab.open(folder).ledger.path.read_text().splitlines()[index + 1]
+    return Lab.open(folder).records.ledger.path.read_text().splitlines()[index + 1]
 
 
 def head_text(folder: Path) -> str:
@@ -89,12 +90,12 @@ def test_keep_discard_crash_and_rejections(make_study, tmp_path, scripted, sandb
     marked = ["10.0", "5.0", "20.0", *([] if sandboxed else ["4.0"]), "4.5"]
     assert marks.read_text().split() == marked
     lab = Lab.open(folder)
-    assert lab.champion().metric == 1.5
+    assert lab.records.champion().metric == 1.5
     assert lab.workspace.head().startswith(rows[-1].commit)
     assert not lab.workspace.repo.is_dirty(untracked_files=True)
     assert (lab.workspace.study_dir / "evaluate.py").read_text() == EVALUATE
-    assert len(lab.ledger.rows()) == 7
-    assert "### What crashed, and why" in lab.resource_path.read_text()
+    assert len(lab.records.ledger.rows()) == 7
+    assert "### What crashed, and why" in lab.records.resource_path.read_text()
 
 
 def test_discard_leaves_the_champion_checked_out(scripted_study):
@@ -115,26 +116,26 @@ def test_exception_after_apply_rolls_back(scripted_study, monkeypatch):
     def broken(self, *args):
         raise RuntimeError("decide failed")
 
-    monkeypatch.setattr(Lab, "judge", broken)
+    monkeypatch.setattr(Judge, "judge", broken)
     with pytest.raises(RuntimeError, match="decide failed"):
         experiment(str(folder), researcher=changes)
     monkeypatch.undo()
     assert head_text(folder) == "X = 10.0\n"
-    assert len(Lab.open(folder).ledger.rows()) == 1
+    assert len(Lab.open(folder).records.ledger.rows()) == 1
 
 
 def test_campaign_hill_climbs_and_continues(cooling):
     first = campaign(str(cooling), experiments=8, proposer="mutate", seed=0)
     lab = Lab.open(cooling)
-    rows = lab.ledger.rows()
-    assert first["ran"] == 8 and len(rows) == 8
+    rows = lab.records.ledger.rows()
+    assert first.ran == 8 and len(rows) == 8
     assert [r.description for r in rows].count("baseline") == 1
-    assert first["best"] < first["baseline"]
-    assert lab.workspace.head().startswith(first["champion"])
+    assert first.best < first.baseline
+    assert lab.workspace.head().startswith(first.champion)
     again = campaign(str(cooling), experiments=3, proposer="mutate", seed=0)
-    rows = Lab.open(cooling).ledger.rows()
+    rows = Lab.open(cooling).records.ledger.rows()
     assert len(rows) == 11 and [r.description for r in rows].count("baseline") == 1
-    assert again["best"] <= first["best"]
+    assert again.best <= first.best
     # the user's own checkout is untouched
     assert git(cooling.parent, "status", "--porcelain") == ""
     assert git(cooling.parent, "rev-parse", "--abbrev-ref", "HEAD").strip() == "main"

@@ -135,7 +135,7 @@ def test_a_scripted_fix_reaches_a_full_pass_rate_with_the_tests_unchanged(
         {"hypothesis": f"Fix: {causes}", "flaky-tests/shop.py": fixed_shop()},
     ]
     campaign(str(study), experiments=3, researcher=scripted)
-    rows = Lab.open(study).ledger.rows()
+    rows = Lab.open(study).records.ledger.rows()
     assert [r.status for r in rows] == ["keep", "rejected", "keep"], rows
     baseline, _, fixed = rows
     assert 0 < baseline.metric < 1 and fixed.metric == 1.0

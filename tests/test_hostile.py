@@ -35,7 +35,11 @@ MODES = ["sandbox: true", "sandbox: false"]
 def run(folder: Path, *changes: str) -> list[Row]:
     """The baseline (when due), then one experiment per new text of model.py."""
     scripted = Scripted({"study/model.py": text} for text in changes)
-    rows = [] if Lab.open(folder).champion() else [experiment(str(folder), researcher=scripted)]
+    rows = (
+        []
+        if Lab.open(folder).records.champion()
+        else [experiment(str(folder), researcher=scripted)]
+    )
     return rows + [experiment(str(folder), researcher=scripted) for _ in changes]
 
 
@@ -120,7 +124,7 @@ def test_secrets_of_the_tool_reach_no_file_and_no_prefect_log(make_study, mode):
     out = subprocess.run(
         [str(cli), "run", str(folder), "-n", "2"], env=env, capture_output=True, text=True
     )
-    rows = Lab.open(folder).ledger.rows()
+    rows = Lab.open(folder).records.ledger.rows()
     assert [r.status for r in rows] == [Status.KEEP, Status.CRASH], out.stdout + out.stderr
     log = (folder.parent / "runs" / "toy" / "logs" / "2.log").read_text()
     assert "own DATABASE_URL" not in log  # a credential in a URL never reaches the evaluator
@@ -278,8 +282,8 @@ def test_a_baseline_that_writes_a_protected_file_stops_cleanly(make_study, mode)
     )
     for _ in range(2):  # and again on a rerun: a clean stop each time, no traceback
         result = campaign(str(folder), experiments=3, researcher=Scripted())
-        assert "the baseline" in result["stop"] and result["ran"] == 1
-    rows = Lab.open(folder).ledger.rows()
+        assert "the baseline" in result.stop and result.ran == 1
+    rows = Lab.open(folder).records.ledger.rows()
     expected = Status.CRASH if mode == "sandbox: true" else Status.REJECTED
     assert [r.status for r in rows] == [expected, expected]
     assert "# mine" not in (folder.parent / "runs/toy/worktree/study/evaluate.py").read_text()
@@ -290,8 +294,8 @@ def test_a_worse_champion_is_a_negative_gain(tmp_path):
     ledger.append(Row(1, Status.KEEP, "baseline", metric=3.659))
     ledger.append(Row(2, Status.KEEP, "simpler, a little worse", metric=4.675))
     s = report.summary(ledger, "minimize")
-    assert s["gain"] == pytest.approx(-1.016) and s["gain_pct"] == pytest.approx(-27.77, abs=0.01)
-    assert report.summary(ledger, "maximize")["gain"] == pytest.approx(1.016)
+    assert s.gain == pytest.approx(-1.016) and s.gain_pct == pytest.approx(-27.77, abs=0.01)
+    assert report.summary(ledger, "maximize").gain == pytest.approx(1.016)
 
 
 def test_sigkill_of_the_command_leaves_no_server(make_study, tmp_path):

@@ -162,14 +162,14 @@ def test_a_campaign_launches_then_a_later_run_decides(service, make_study):
     git(folder.parent, "commit", "-qam", "a landing page")
     better = Scripted([{"study/landing.html": "<button>Sign up now</button>\n"}])
     first = campaign(str(folder), experiments=1, researcher=better)
-    assert first["ran"] == 0 and Lab.open(folder).ledger.rows() == []  # launched: pending
+    assert first.ran == 0 and Lab.open(folder).records.ledger.rows() == []  # launched: pending
     assert len(service.tests) == 1
     for i in range(3):  # the scheduled runs that follow: each collects, then may launch one
         later = Scripted([{"study/landing.html": f"<button>Learn more</button> {i}\n"}])
         campaign(str(folder), experiments=1, researcher=later)
-        if Lab.open(folder).ledger.rows():
+        if Lab.open(folder).records.ledger.rows():
             break
-    rows = Lab.open(folder).ledger.rows()
+    rows = Lab.open(folder).records.ledger.rows()
     assert [r.status for r in rows] == [Status.KEEP, Status.KEEP]
     assert rows[0].description == "baseline" and rows[0].metric == pytest.approx(0.10)
     assert rows[1].metric == pytest.approx(0.30) and "1" in service.stopped

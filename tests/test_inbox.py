@@ -13,9 +13,9 @@ import pytest
 
 pytest.importorskip("sendgrid")
 
-from autoresearch.inbox import InboxError, Limits, make_server  # noqa: E402
-from evaluators.mailstore import MailStore  # noqa: E402
-from evaluators.sendgrid import SendGridEvaluator  # noqa: E402
+from email_ab.inbox import InboxError, Limits, make_server  # noqa: E402
+from email_ab.mailstore import MailStore  # noqa: E402
+from email_ab.sendgrid import SendGridEvaluator  # noqa: E402
 from tests.emulators.sendgrid_api import (  # noqa: E402
     SendGridEmulator,
     event,
@@ -106,7 +106,7 @@ def test_a_webhook_delivered_twice_counts_once_and_a_bounce_leaves_the_denominat
     totals = setup.totals()
     assert totals["sent"] == 20 and totals["bounced"] == 1 and totals["delivered"] == 19
     with MailStore.open(setup.state, "live") as store:
-        assert setup.sent[0].to in store.suppressed()  # never mailed again
+        assert setup.sent[0].to in store.suppressions.emails()  # never mailed again
 
 
 def test_unsigned_forged_replayed_and_stale_event_posts_are_refused(setup) -> None:
@@ -152,7 +152,7 @@ def test_automatic_replies_are_recorded_but_not_counted(setup) -> None:
     totals = setup.totals()
     assert totals["auto_replies"] == 5 and totals["replied"] == 2
     with MailStore.open(setup.state, "live") as store:
-        suppressed = store.suppressed()
+        suppressed = store.suppressions.emails()
         assert store.db.execute("SELECT COUNT(*) FROM replies").fetchone()[0] == 7
     assert m[5].to in suppressed and m[0].to not in suppressed  # people who answered leave
 
@@ -175,7 +175,7 @@ def test_the_unsubscribe_link_suppresses_the_address(setup) -> None:
     assert post(f"{setup.url}/unsubscribe/{'a' * 16}", None, {}, method="GET")[0] == 200
     assert post(f"{setup.url}/unsubscribe/nope", None, {}, method="GET")[0] == 404
     with MailStore.open(setup.state, "live") as store:
-        assert {setup.sent[0].to, setup.sent[1].to} <= store.suppressed()
+        assert {setup.sent[0].to, setup.sent[1].to} <= store.suppressions.emails()
     assert setup.totals()["unsubscribed"] == 2
 
 

@@ -121,9 +121,9 @@ def test_prompt_suite_improves_under_the_claude_proposer(emulator, suite):
                 [edit(path, "high.", "high. Component: a word from the report.")]),
     )  # fmt: skip
     result = campaign(str(suite), experiments=5, proposer="claude")
-    rows = Lab.open(suite).ledger.rows()
+    rows = Lab.open(suite).records.ledger.rows()
     assert [r.status for r in rows] == ["keep"] * 5
     scores = [r.metric for r in rows]
     assert scores == sorted(scores) and scores[0] < 0.2 and scores[-1] == 1.0
-    assert result["best"] == 1.0 and all(r.cost_usd > 0 for r in rows[1:])
+    assert result.best == 1.0 and all(r.cost_usd > 0 for r in rows[1:])
     assert rows[1].description == "Answers must be machine-readable"

@@ -27,7 +27,7 @@ from tests.conftest import ROOT, commit_all, git
 
 def baseline(lab: Lab) -> None:
     trial = Trial(1)
-    lab.finish(trial, *lab.baseline(trial), Learned())
+    lab.finish(trial, *lab.measuring.baseline(trial), Learned())
 
 
 def test_ledger_append_is_idempotent_per_experiment(tmp_path):
@@ -67,7 +67,7 @@ def test_open_repairs_an_unrecorded_candidate(make_study):
     repaired = Lab.open(folder)
     assert repaired.workspace.head() == champion
     assert not (repaired.workspace.study_dir / "stray.tmp").exists()
-    assert repaired.ledger.next_experiment() == 2
+    assert repaired.records.ledger.next_experiment() == 2
 
 
 def test_protected_file_changed_outside_a_commit_is_caught(make_study):
@@ -75,7 +75,7 @@ def test_protected_file_changed_outside_a_commit_is_caught(make_study):
     lab = Lab.open(folder)
     (lab.workspace.study_dir / "evaluate.py").write_text("print('score: 0')\n")
     try:
-        lab.evaluate(1)
+        lab.measuring.evaluate(1)
     except GuardViolation as exc:
         assert "study/evaluate.py" in str(exc)
     else:
@@ -86,14 +86,14 @@ def test_person_notes_survive_the_summary(make_study):
     folder = make_study()
     lab = Lab.open(folder)
     baseline(lab)
-    text = lab.resource_path.read_text()
-    lab.resource_path.write_text("My note: try smaller X.\n\n" + text)
-    trial = Trial(2, description="X up", commit="abc", measurement=lab.evaluate(2))
+    text = lab.records.resource_path.read_text()
+    lab.records.resource_path.write_text("My note: try smaller X.\n\n" + text)
+    trial = Trial(2, description="X up", commit="abc", measurement=lab.measuring.evaluate(2))
     lab.finish(trial, Status.DISCARD, "", Learned())
-    text = lab.resource_path.read_text()
+    text = lab.records.resource_path.read_text()
     assert text.startswith("My note: try smaller X.")
     assert "#2 X up" in text and text.count(learnings.BEGIN) == 1
-    assert "My note: try smaller X." in lab.context(Trial(3)).learnings
+    assert "My note: try smaller X." in lab.briefing.context(Trial(3), lab.workspace).learnings
 
 
 def test_learnings_are_redacted_and_bounded(tmp_path, monkeypatch):
@@ -172,7 +172,7 @@ def test_a_same_size_edit_is_measured_not_its_stale_bytecode(make_study):
     stale = Path(importlib.util.cache_from_source(str(source)))
     py_compile.compile(str(source), cfile=str(stale))  # what `import model` leaves behind
     lab.workspace.apply({"study/model.py": "X = 5.0\n"}, "same size, same second")
-    assert lab.evaluate(2).metric == 2.0
+    assert lab.measuring.evaluate(2).metric == 2.0
     assert not stale.exists()
 
 
@@ -183,10 +183,10 @@ def test_an_evaluator_left_running_by_a_killed_run_is_stopped(make_study, tmp_pa
 import sys
 sys.path.insert(0, {str(ROOT)!r})
 from steps.lab import Lab
-Lab.open({str(folder)!r}).evaluate(1)
+Lab.open({str(folder)!r}).measuring.evaluate(1)
 """
     orchestrator = subprocess.Popen([sys.executable, "-c", code])
-    pid_file = lab.log_path(1).with_suffix(".pgid")
+    pid_file = lab.records.log_path(1).with_suffix(".pgid")
     deadline = time.monotonic() + 20
     while not pid_file.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -216,7 +216,7 @@ def test_a_proposal_is_built_on_the_champion_it_was_made_for(make_study, scripte
     folder = make_study(score, model=model.format(x=10.0, y=0.0), yaml_extra="parallel: 2\n")
     lab = Lab.open(folder)
     baseline(lab)
-    start = lab.champion_commit()
+    start = lab.records.champion_commit()
     scripted += [
         {"study/model.py": model.format(x=5.0, y=0.0)},
         {"study/model.py": model.format(x=10.0, y=1.0)},
@@ -225,16 +225,16 @@ def test_a_proposal_is_built_on_the_champion_it_was_made_for(make_study, scripte
     lab.propose(scripted, first)
     lab.propose(scripted, second)
     lab.apply(first)
-    lab.measure(first)  # 12, against the baseline's 17
+    lab.measuring.candidate(first)  # 12, against the baseline's 17
     lab.finish(first, Status.KEEP, "kept", Learned())
-    assert lab.champion_commit() != start
+    assert lab.records.champion_commit() != start
     lab.apply(second)
     assert second.built_on == start
     proposed_on = lab.repo.show(f"{second.commit}^", "study/model.py")
     assert proposed_on.strip() == model.format(x=10.0, y=0.0).strip()
-    lab.measure(second)  # 7 against the new champion's 12: better, but measured on the old one
-    decision = lab.decide(second)
-    assert isinstance(decision, Remeasure) and decision.onto == lab.champion_commit()
+    lab.measuring.candidate(second)  # 7 against the new champion's 12: better, on the old one
+    decision = lab.judge.decide(second)
+    assert isinstance(decision, Remeasure) and decision.onto == lab.records.champion_commit()
     lab.remeasure(second, decision.onto)
     both = model.format(x=5.0, y=1.0)
     assert lab.repo.show(second.commit, "study/model.py").strip() == both.strip()
@@ -263,7 +263,7 @@ def test_a_commit_with_a_link_or_a_renamed_fixed_file_is_rejected(make_study, tm
     git(ws.path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", change)
     why = "adds symbolic links: study/model.py" if change == "symlink" else "study/data.txt"
     with pytest.raises(GuardViolation, match=why):
-        ws.check_commit(base, ws.head(), lab.protected())
+        ws.check_commit(base, ws.head(), lab.records.protected())
 
 
 def test_the_tools_own_writes_during_a_watch_are_not_tampering(tmp_path):

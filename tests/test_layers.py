@@ -1,4 +1,5 @@
-"""The rooms form a DAG: no folder imports a folder that imports it, counting every import."""
+"""The rooms form a DAG: each folder imports only the folders below it that it may, and no
+module imports a module that imports it, counting every import (inside functions too)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,18 @@ from tests.conftest import ROOT
 
 NOT_ROOMS = {"tests", "bench", "artifacts"}
 
+# folder -> the folders it may import (ARCHITECTURE.md's layer picture, read strictly)
+ALLOWED: dict[str, set[str]] = {
+    "core": set(),  # the base
+    "evaluators": {"core"},  # the plugins: the base only
+    "proposers": {"core"},
+    "steps": {"core", "evaluators", "proposers"},  # the one layer that loads the plugins
+    "tasks": {"core", "evaluators", "proposers", "steps"},  # steps wrapped; plugins' exceptions
+    "flows": {"core", "steps", "tasks"},  # tasks composed, with steps' and core's types only
+    "email_ab": {"core", "evaluators"},  # a plugin package: its kind's base, and the base
+    "autoresearch": {"core", "evaluators", "proposers", "steps", "tasks", "flows", "email_ab"},
+}
+
 
 def rooms(root: Path) -> set[str]:
     return {
@@ -19,6 +32,16 @@ def rooms(root: Path) -> set[str]:
         for p in root.iterdir()
         if p.is_dir() and (p / "__init__.py").exists() and p.name not in NOT_ROOMS
     }
+
+
+def modules(root: Path) -> dict[str, Path]:
+    """Dotted name -> file, for every module in the rooms (a package is its __init__.py)."""
+    found = {}
+    for room in rooms(root):
+        for path in (root / room).rglob("*.py"):
+            parts = path.relative_to(root).with_suffix("").parts
+            found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
 
 
 def imported(path: Path) -> set[str]:
@@ -32,14 +55,51 @@ def imported(path: Path) -> set[str]:
     return names
 
 
-def folder_graph(root: Path) -> dict[str, set[str]]:
-    """room -> the other rooms its files import."""
-    known = rooms(root)
-    graph: dict[str, set[str]] = {room: set() for room in known}
-    for room in known:
-        for path in (root / room).rglob("*.py"):
-            graph[room] |= (imported(path) & known) - {room}
+def ours(name: str, known: dict[str, Path]) -> str | None:
+    """The module of ours that `name` (a module or a name in one) is, its longest known prefix."""
+    parts = name.split(".")
+    while parts and ".".join(parts) not in known:
+        parts.pop()
+    return ".".join(parts) or None
+
+
+def targets(node: ast.Import | ast.ImportFrom, module: str, known: dict[str, Path]) -> set[str]:
+    """What one import statement imports: `from x import y` imports x.y where y is a module."""
+    if isinstance(node, ast.Import):
+        return {a.name for a in node.names}
+    package = module.split(".") if known[module].name == "__init__.py" else module.split(".")[:-1]
+    base = package[: len(package) - node.level + 1] if node.level else []
+    source = ".".join([*base, *([node.module] if node.module else [])])
+    return {f"{source}.{a.name}" if f"{source}.{a.name}" in known else source for a in node.names}
+
+
+def module_graph(root: Path) -> dict[str, set[str]]:
+    """module -> the modules of ours it imports, wherever the statement is."""
+    known = modules(root)
+    graph: dict[str, set[str]] = {}
+    for module, path in known.items():
+        nodes = ast.walk(ast.parse(path.read_text(), str(path)))
+        names = set().union(
+            *(
+                targets(n, module, known)
+                for n in nodes
+                if isinstance(n, ast.Import | ast.ImportFrom)
+            )
+        )
+        graph[module] = {m for m in (ours(n, known) for n in names) if m and m != module}
     return graph
+
+
+def violations(graph: dict[str, set[str]], room: str) -> list[str]:
+    """`module imports module` for each import of `room` that its allowed folders forbid."""
+    allowed = ALLOWED.get(room, set()) | {room}
+    return sorted(
+        f"{module} imports {dep}"
+        for module, deps in graph.items()
+        if module.split(".")[0] == room
+        for dep in deps
+        if dep.split(".")[0] not in allowed
+    )
 
 
 def cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -50,34 +110,43 @@ def cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
-def test_the_rooms_form_a_dag() -> None:
-    graph = folder_graph(ROOT)
-    assert {"core", "proposers", "evaluators", "steps", "tasks", "flows", "autoresearch"} <= set(
-        graph
-    )
-    assert cycle(graph) is None, f"import cycle between rooms: {cycle(graph)}"
-    assert graph["core"] == set(), "the base imports nothing of ours above it"
-    assert graph["proposers"] <= {"core"} and graph["evaluators"] <= {"core"}
+def test_every_room_has_its_allowed_imports() -> None:
+    assert rooms(ROOT) == set(ALLOWED), "a new folder: say in ALLOWED what it may import"
+    assert cycle(ALLOWED) is None, f"the allowed map has a cycle: {cycle(ALLOWED)}"
+
+
+@pytest.mark.parametrize("room", sorted(ALLOWED))
+def test_a_room_imports_only_what_it_may(room: str) -> None:
+    found = violations(module_graph(ROOT), room)
+    assert not found, f"{room}/ may import {sorted(ALLOWED[room])} only:\n" + "\n".join(found)
+
+
+def test_no_module_imports_a_module_that_imports_it() -> None:
+    found = cycle(module_graph(ROOT))
+    assert found is None, "import cycle: " + " -> ".join(found or [])
 
 
 def test_a_planted_back_import_is_found(tmp_path: Path) -> None:
-    for room, body in {
-        "core": "def f():\n    from steps import x  # inside a function counts too\n",
-        "steps": "import core.thing\n",
-        "flows": "from steps.lab import Lab\n",
+    for path, body in {
+        "core/m.py": "def f():\n    from steps import x  # inside a function counts too\n",
+        "steps/x.py": "import core.m\n",
+        "flows/__init__.py": "from steps.x import y\nfrom . import z\n",
+        "flows/z.py": "",
     }.items():
-        (tmp_path / room).mkdir()
-        (tmp_path / room / "__init__.py").write_text("")
-        (tmp_path / room / "m.py").write_text(body)
-    graph = folder_graph(tmp_path)
-    assert graph == {"core": {"steps"}, "steps": {"core"}, "flows": {"steps"}}
+        (tmp_path / path).parent.mkdir(exist_ok=True)
+        (tmp_path / path).parent.joinpath("__init__.py").touch()
+        (tmp_path / path).write_text(body)
+    graph = module_graph(tmp_path)
+    assert graph["core.m"] == {"steps.x"}, "`from steps import x`: the module steps.x"
+    assert graph["flows"] == {"steps.x", "flows.z"}
+    assert violations(graph, "core") == ["core.m imports steps.x"]
     found = cycle(graph)
-    assert found is not None and set(found) == {"core", "steps"}
+    assert found is not None and set(found) == {"core.m", "steps.x"}
     (tmp_path / "core" / "m.py").write_text("import os\n")
-    assert cycle(folder_graph(tmp_path)) is None
+    assert cycle(module_graph(tmp_path)) is None
 
 
-@pytest.mark.parametrize("room", ["core", "proposers", "evaluators", "steps"])
+@pytest.mark.parametrize("room", ["core", "proposers", "evaluators", "steps", "email_ab"])
 def test_no_prefect_below_tasks(room: str) -> None:
     for path in (ROOT / room).rglob("*.py"):
         assert "prefect" not in imported(path), f"{path} imports prefect"

@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 
 from bench.search import SimLab, knob_values, study_of
+from core import rules
 from core.decide import gain
 from core.ledger import Row, Status
-from core.study import DecisionConfig, Study, StudyError
+from core.study import Study, StudyError
 from proposers.base import Proposer, StopCampaign
 from proposers.mutate import MutateConfig, MutateProposer
 from proposers.optuna import OptunaConfig, OptunaProposer, measured
@@ -34,7 +35,7 @@ def bowl(files: dict[str, str]) -> float:
 
 def lab_for(config: OptunaConfig) -> SimLab:
     """An in-process lab over MODEL, scored by `bowl` under the threshold rule."""
-    study = study_of("toy", config, DecisionConfig())
+    study = study_of("toy", config, rules.config())
     return SimLab(study, {PATH: MODEL}, bowl)
 
 
@@ -67,7 +68,7 @@ def test_a_fresh_proposer_searches_where_the_ledger_says(sampler):
     """30 measured points of (X - 7)^2 in the ledger, all discarded: a new proposer's points
     gather near 7 (points drawn at random from [0, 10] would lie 2.5 away, at the median)."""
     config = OptunaConfig(seed=0, sampler=sampler, knobs={"X": (0.0, 10.0)})
-    study = study_of("toy", config, DecisionConfig())
+    study = study_of("toy", config, rules.config())
     history = [Row(1, Status.KEEP, "baseline", metric=4.0)]
     for n, x in enumerate(np.random.default_rng(0).uniform(0, 10, 30), 2):
         x = f"{x:.4g}"

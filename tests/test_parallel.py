@@ -55,12 +55,12 @@ def test_four_slots_measure_at_once_each_with_its_own_environment(make_study, tm
     folder, marks = marks_study(make_study, tmp_path, WINDOWS, slots, "X = 10.0\n")
     changes = Scripted({"study/model.py": f"X = {x}\n"} for x in (4.0, 5.0, 6.0, 7.0))
     result = campaign(str(folder), experiments=5, researcher=changes)
-    assert result["ran"] == 5
+    assert result.ran == 5
     runs = [line.split() for line in marks.read_text().splitlines()[1:]]  # after the baseline
     assert sorted(r[0] for r in runs) == ["s1", "s2", "s3", "s4"]  # each slot's own env
     starts, ends = [float(r[1]) for r in runs], [float(r[2]) for r in runs]
     assert max(starts) < min(ends), "the four evaluations did not overlap"
-    rows = Lab.open(folder).ledger.rows()
+    rows = Lab.open(folder).records.ledger.rows()
     assert sorted(r.experiment for r in rows) == [1, 2, 3, 4, 5]
     assert [r.status for r in rows].count(Status.KEEP) >= 2
 
@@ -93,7 +93,7 @@ def test_a_candidate_on_an_old_champion_is_confirmed_on_the_new_one(make_study):
         ]
     )
     campaign(str(folder), experiments=4, researcher=changes)
-    rows = {r.description: r for r in Lab.open(folder).ledger.rows()}
+    rows = {r.description: r for r in Lab.open(folder).records.ledger.rows()}
     assert rows["x"].status == Status.KEEP and not rows["x"].built_on
     y = rows["y"]
     assert y.status == Status.KEEP and y.metric == pytest.approx(2.0)  # X=5 and Y=1, together
@@ -101,7 +101,7 @@ def test_a_candidate_on_an_old_champion_is_confirmed_on_the_new_one(make_study):
     x2 = rows["x2"]
     assert x2.status == Status.DISCARD and "does not apply on the champion" in x2.evidence
     lab = Lab.open(folder)
-    assert lab.champion().commit == y.commit
+    assert lab.records.champion().commit == y.commit
     head = lab.repo.show(lab.repo.branch_head(), "study/model.py")
     assert head.strip() == model.format(x=5.0, y=1.0).strip()
 
@@ -117,7 +117,7 @@ def test_a_sigkill_with_slots_busy_loses_and_doubles_nothing(make_study, tmp_pat
     pending = Pending(folder.parent / "runs" / "toy")
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        stages = [r.get("stage") for r in pending.all()]
+        stages = [r.stage for r in pending.all()]
         if stages.count("measuring") == 3:
             break
         time.sleep(0.1)
@@ -127,7 +127,7 @@ def test_a_sigkill_with_slots_busy_loses_and_doubles_nothing(make_study, tmp_pat
     assert len(left) == 3
     again = subprocess.run([*args, "-n", "1"], capture_output=True, text=True, timeout=180)
     assert again.returncode == 0, again.stdout + again.stderr
-    rows = Lab.open(folder).ledger.rows()
+    rows = Lab.open(folder).records.ledger.rows()
     numbers = sorted(r.experiment for r in rows)
     assert numbers == list(range(1, len(rows) + 1)) and set(left) <= set(numbers)
     assert pending.numbers() == []

@@ -6,6 +6,7 @@ import base64
 import csv
 import html
 import re
+from dataclasses import FrozenInstanceError, replace
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -165,3 +166,84 @@ def test_report_of_an_empty_study_says_so(make_study) -> None:
     result = CliRunner().invoke(main, ["report", str(folder)])
     assert result.exit_code == 1
     assert "no experiments yet" in result.output
+
+
+def every_status(tmp_path: Path) -> Ledger:
+    """Two rows of every Status (the baseline first), with tokens and dollars."""
+    ledger = Ledger(tmp_path / "results.tsv", "score")
+    order = [Status.KEEP, *(s for s in Status if s is not Status.KEEP)] * 2
+    for n, status in enumerate(order, 1):
+        ledger.append(row(n, f"{n:07x}", 10.0 - n, status.value, f"change {n}"))
+    return ledger
+
+
+def test_the_table_is_built_from_typed_rows(tmp_path: Path, monkeypatch) -> None:
+    ledger = every_status(tmp_path)
+    monkeypatch.setattr(Ledger, "line", lambda *a: pytest.fail("rows formatted as text again"))
+    frame = report.results_frame(ledger)
+    assert list(frame.columns) == ledger.columns  # results.tsv's, the metric under its own name
+    assert [type(s) for s in frame["status"]] == [Status] * len(Status) * 2
+    assert list(frame["status"]) == [r.status for r in ledger.rows()]
+    assert frame["experiment"].dtype == "int64" and frame["tokens_in"].dtype == "int64"
+    assert frame["score"].dtype == frame["cost_usd"].dtype == "float64"
+    empty = report.results_frame(Ledger(tmp_path / "none.tsv", "score"))
+    assert list(empty.columns) == ledger.columns and dict(empty.dtypes) == dict(frame.dtypes)
+    counts = report.counts_frame(frame)
+    assert list(counts["status"]) == [*report.COUNTED, Status.HOLDOUT]
+    assert set(counts["experiments"]) == {2}
+
+
+def test_a_secret_set_since_a_row_was_written_is_redacted(tmp_path: Path, monkeypatch) -> None:
+    ledger = Ledger(tmp_path / "results.tsv", "score")
+    ledger.append(row(1, "abcdef1", 1.0, "keep", "tried hunter2-but-longer"))
+    monkeypatch.setenv("MY_SERVICE_TOKEN", "hunter2-but-longer")
+    assert list(report.results_frame(ledger)["description"]) == ["tried [redacted]"]
+
+
+def test_the_summary_is_typed_and_the_campaign_adds_how_it_ended(tmp_path: Path) -> None:
+    ledger = every_status(tmp_path)
+    s = report.summary(ledger, "minimize")
+    assert isinstance(s, report.Summary)
+    assert [s.count(status) for status in report.COUNTED] == [2] * len(report.COUNTED)
+    assert s.count(Status.HOLDOUT) == 0 and s.experiments == 2 * len(Status)  # holdouts are rows
+    kept = [r for r in ledger.rows() if r.kept]
+    assert (s.baseline, s.best, s.champion) == (kept[0].metric, kept[-1].metric, kept[-1].commit)
+    assert s.gain == pytest.approx(kept[0].metric - kept[-1].metric)
+    assert s.cost_usd == pytest.approx(sum(r.cost_usd for r in ledger.rows()))
+    assert (s.report, s.ran, s.stop, s.overfitting) == (None, 0, "", False)
+    with pytest.raises(FrozenInstanceError):
+        s.keep = 0  # type: ignore[misc]
+    ended = replace(s, ran=3, stop="stopped by request (signal)", overfitting=True)
+    assert (ended.ran, ended.stop, ended.overfitting, ended.keep) == (3, ended.stop, True, s.keep)
+
+
+def test_no_baseline_yet(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "results.tsv", "score")
+    ledger.append(row(1, "-", 0.0, "crash", "the baseline crashed"))
+    s = report.summary(ledger, "maximize")
+    assert s.baseline is s.best is s.champion is s.gain is s.gain_pct is None and s.crash == 1
+    shown = dict(zip(*report.summary_frame(s).to_dict(orient="list").values(), strict=True))
+    assert shown["baseline"] == shown["gain"] == "" and shown["crash"] == "1"
+
+
+def test_status_prints_the_summary(reported: Path) -> None:
+    result = CliRunner().invoke(main, ["status", str(reported)])
+    assert result.exit_code == 0, result.output
+    champion = Ledger(load_study(reported).state_dir / "results.tsv", "score").rows()[4].commit
+    assert re.search(r"│ +7 │ +1 │ 6 \(85\.7%\) │ +2 │ +2 │ +1 │ +0 │", result.output)
+    assert "cost: $0.2500" in result.output and f"champion {champion} on branch" in result.output
+
+
+def test_the_champions_markdown(reported: Path) -> None:
+    study = load_study(reported)
+    ledger = Ledger(study.state_dir / "results.tsv", "score")
+    page = study.state_dir / "report.html"
+    text = report.summary_markdown(study, ledger, "![chart](data:...)", page)
+    champion = ledger.rows()[4].commit
+    assert f"| 7 | 1 (`{champion}`) | 6 (85.71%) | 3 | 2 | 1 | $0.2500 |" in text
+    assert "Cost so far: **$0.2500** over 6 experiments (21000 tokens in, 2100 out)." in text
+    assert "![chart](data:...)" in text and f"[report.html]({page.resolve().as_uri()})" in text
+    assert "## Last kept change (#5): move X to 4" in text and "+X = 4.0" in text
+    assert KEY not in text and "-X = 5.0  # [redacted]" in text  # the diff from the key's commit
+    empty = Ledger(study.state_dir / "none.tsv", "score")
+    assert report.summary_markdown(study, empty).endswith("No baseline yet.")

@@ -10,8 +10,8 @@ from autoresearch.cli import main
 from core import sandbox
 from core.ledger import Row, Status
 from core.sandbox import SandboxUnavailable, choose
-from steps.lab import runs_model_code
 from steps.plugins import load_study
+from steps.sandboxes import runs_model_code
 
 
 @pytest.fixture

@@ -19,11 +19,11 @@ import pytest
 
 pytest.importorskip("sendgrid")
 
+from core import rules  # noqa: E402
 from core.abtest import interim  # noqa: E402
-from core.study import DecisionConfig  # noqa: E402
-from evaluators.base import Launch, from_iso  # noqa: E402
-from evaluators.mailstore import MailStore  # noqa: E402
-from evaluators.sendgrid import (  # noqa: E402
+from email_ab.compose import mail_body  # noqa: E402
+from email_ab.mailstore import MailStore  # noqa: E402
+from email_ab.sendgrid import (  # noqa: E402
     CopyError,
     LiveSender,
     NoCapacity,
@@ -32,6 +32,7 @@ from evaluators.sendgrid import (  # noqa: E402
     SendGridEvaluator,
     quiet_http_client_logs,
 )
+from evaluators.base import Launch, from_iso  # noqa: E402
 from tests.conftest import ROOT  # noqa: E402
 from tests.emulators.sendgrid_api import SendGridEmulator, event  # noqa: E402
 
@@ -42,7 +43,7 @@ BODY = "Hi {first_name},\n\nWould a 15-minute call on Tuesday help {company}?\n\
 SENDER = """
 import json, sys
 from pathlib import Path
-from evaluators.sendgrid import SendGridConfig, SendGridEvaluator
+from email_ab.sendgrid import SendGridConfig, SendGridEvaluator
 config = SendGridConfig.model_validate_json(Path(sys.argv[1]).read_text())
 handle = json.loads(Path(sys.argv[2]).read_text())
 SendGridEvaluator(config, "reply_rate").start(handle, Path(sys.argv[3]))
@@ -113,7 +114,7 @@ def launch(ev: SendGridEvaluator, folders: tuple[Path, Path], state: Path, n: in
 
 def states(state: Path, handle: dict, mode: str = "live") -> dict[str, str]:
     with MailStore.open(state, mode) as store:
-        return {r["token"]: r["state"] for r in store.messages(handle["batch"])}
+        return {r["token"]: r["state"] for r in store.plans.messages(handle["batch"])}
 
 
 # The plan ------------------------------------------------------------------------------
@@ -200,7 +201,7 @@ def test_429_and_503_then_200_send_each_message_once(folders, tmp_path, emulator
     state = tmp_path / "state"
     ev = SendGridEvaluator(config(emulator), "reply_rate")
     waits: list[float] = []
-    ev.sleep = waits.append
+    ev.live.sleep = waits.append
     emulator.fail_next(2, 429, Retry_After="2")
     emulator.fail_next(1, 503)
     reset = str(int(time.time()) + 3)
@@ -222,9 +223,9 @@ def test_an_address_suppressed_during_a_backoff_is_not_sent(folders, tmp_path, e
 
     def unsubscribed_meanwhile(seconds: float) -> None:
         with MailStore.open(state, "live") as store:
-            store.suppress(first[2], "unsubscribed", time.time(), "test")
+            store.suppressions.add(first[2], "unsubscribed", time.time(), "test")
 
-    ev.sleep = unsubscribed_meanwhile
+    ev.live.sleep = unsubscribed_meanwhile
     emulator.fail_next(1, 429, Retry_After="1")
     ev.start(handle, state)
     assert first[0] not in emulator.tokens() and len(emulator.tokens()) == 19
@@ -315,7 +316,7 @@ def test_sigkill_in_the_middle_of_start_sends_each_message_exactly_once(
     assert sorted(tokens) == sorted(m[0] for m in handle["messages"])  # each exactly once
     assert states(state, handle)[in_flight] == "unknown"
     with MailStore.open(state, "live") as store:
-        store.record_event(event(emulator.accepted[4], "delivered"), time.time())
+        store.inbound.record_event(event(emulator.accepted[4], "delivered"), time.time())
     assert states(state, handle)[in_flight] == "sent"
     assert ev.collect(handle, state).detail["champion"]["sent"] == 10
 
@@ -375,14 +376,16 @@ def test_unsubscribed_spam_reporting_and_bounced_people_are_never_mailed_again(
     sent = emulator.accepted
     now = time.time()
     with MailStore.open(state, "live") as store:
-        store.record_event(event(sent[0], "unsubscribe"), now)
-        store.record_event(event(sent[1], "spamreport"), now)
-        store.record_event(event(sent[2], "bounce", type="bounce", reason="550 no such user"), now)
-        store.record_event(event(sent[3], "group_unsubscribe"), now)
-        store.record_unsubscribe(sent[4].custom_args["token"], now)
+        inbound = store.inbound
+        bounce = event(sent[2], "bounce", type="bounce", reason="550 no such user")
+        inbound.record_event(event(sent[0], "unsubscribe"), now)
+        inbound.record_event(event(sent[1], "spamreport"), now)
+        inbound.record_event(bounce, now)
+        inbound.record_event(event(sent[3], "group_unsubscribe"), now)
+        inbound.record_unsubscribe(sent[4].custom_args["token"], now)
         # a spam report about mail we cannot place still suppresses the address
         other = next(p["email"] for p in people(40) if p["email"] not in {r.to for r in sent})
-        store.record_event({"event": "spamreport", "email": other}, now)
+        inbound.record_event({"event": "spamreport", "email": other}, now)
     gone = {r.to for r in sent[:5]} | {other}
     second = launch(ev, folders, state, 2)
     assert not gone & {m[2] for m in second["messages"]}
@@ -406,13 +409,13 @@ def test_the_api_key_is_in_no_file_and_no_log_record(folders, tmp_path, emulator
     state = tmp_path / "state"
     ev = SendGridEvaluator(config(emulator), "reply_rate")
     emulator.fail_next(1, 500)
-    ev.sleep = lambda s: None
+    ev.live.sleep = lambda s: None
     handle = launch(ev, folders, state)
     ev.start(handle, state)
     sender = LiveSender(config(emulator))
     quiet_http_client_logs()
     logging.getLogger("python_http_client").setLevel(logging.DEBUG)  # as a user might
-    sender.post(ev._mail(handle, handle["messages"][0]), 1)
+    sender.post(mail_body(handle, handle["messages"][0]), 1)
     assert any(r.name.startswith("python_http_client") for r in caplog.records)
     for record in caplog.records:
         assert KEY not in record.getMessage()
@@ -459,10 +462,9 @@ def test_the_simulated_audience_gives_better_copy_more_replies(tmp_path: Path) -
     assert cs / cn > 1.5 * hs / hn
     assert hn < 1500 and c.detail["champion"]["bounced"] > 0  # bounces left the denominator
     assert c.detail["champion"]["auto_replies"] > 0  # out-of-office: recorded, not counted
-    rule = DecisionConfig(rule="beta_binomial", probability=0.96)
+    rule = rules.make(rules.config(rule="beta_binomial", probability=0.96), "maximize")
     d = interim(
         rule,
-        "maximize",
         c.arms["champion"],
         c.arms["challenger"],
         closed=c.closed,

@@ -41,7 +41,7 @@ def test_forever_runs_until_a_signal_then_stops_cleanly(make_study, sig):
     assert proc.wait(timeout=60) == 128 + sig, out
     assert "stopping after the experiment in hand" in out
     assert "stopped by request" in out and "toy: score (minimize)" in out  # the summary
-    rows = Lab.open(folder).ledger.rows()
+    rows = Lab.open(folder).records.ledger.rows()
     assert [r.experiment for r in rows] == list(range(1, len(rows) + 1)) and len(rows) >= 3
     doctor = CliRunner().invoke(main, ["doctor", str(folder)])
     assert doctor.exit_code == 0, doctor.output
@@ -66,7 +66,7 @@ def test_a_second_signal_stops_at_once_and_rolls_back(make_study):
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, out
     assert "stopped now" in out and "No baseline yet" in out
-    assert Lab.open(folder).ledger.rows() == []  # nothing half-recorded
+    assert Lab.open(folder).records.ledger.rows() == []  # nothing half-recorded
     assert not list(logs.glob("*.pgid"))
 
 
@@ -74,7 +74,7 @@ def test_a_run_of_crashes_stops_the_campaign_naming_the_last(make_study):
     folder = make_study(yaml_extra="stop_after_crashes: 3\n")
     crashing = Scripted({"study/model.py": f"raise ValueError('bad idea {i}')\n"} for i in range(6))
     result = campaign(str(folder), experiments=10, researcher=crashing)
-    assert result["ran"] == 4  # the baseline, then three crashes in a row
-    assert "3 experiments in a row crashed" in result["stop"] and "exit code 1" in result["stop"]
-    rows = Lab.open(folder).ledger.rows()
+    assert result.ran == 4  # the baseline, then three crashes in a row
+    assert "3 experiments in a row crashed" in result.stop and "exit code 1" in result.stop
+    rows = Lab.open(folder).records.ledger.rows()
     assert [r.status for r in rows] == [Status.KEEP] + [Status.CRASH] * 3

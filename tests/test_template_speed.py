@@ -173,7 +173,7 @@ def test_a_speed_up_is_kept_a_broken_one_crashes_and_a_no_op_is_not_kept(
         )
         campaign(str(study), experiments=4, proposer="claude")
         prompts = [json.dumps(r.body) for r in emulator.messages_requests]
-    rows = Lab.open(study).ledger.rows()
+    rows = Lab.open(study).records.ledger.rows()
     assert [r.status for r in rows] == ["keep", "keep", "crash", "discard"], rows
     baseline, faster, broken, no_op = rows
     assert faster.metric < 0.9 * baseline.metric

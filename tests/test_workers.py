@@ -108,8 +108,8 @@ def test_two_workers_with_their_own_clones_evaluate_the_candidates(make_study, t
             stop_group(proc)
     for proc in workers:
         assert group_members(proc.pid) == []
-    assert result["ran"] == 4, result
-    rows = Lab.open(folder).ledger.rows()
+    assert result.ran == 4, result
+    rows = Lab.open(folder).records.ledger.rows()
     assert sorted(r.experiment for r in rows) == [1, 2, 3, 4]
     by_x = {r.description: r for r in rows}
     assert by_x["baseline"].metric == pytest.approx(7.0)

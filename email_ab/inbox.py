@@ -13,7 +13,7 @@ Put it behind the study's public hostname (TLS at a reverse proxy):
   List-Unsubscribe header: the address goes on the suppression list.
 
 Bodies over the limits are refused with 413 before they are read. Everything is stored in the
-study's mail store (evaluators.mailstore), idempotently: SendGrid retries, and a retried post
+study's mail store (email_ab.mailstore), idempotently: SendGrid retries, and a retried post
 counts once. Classification (automatic replies, bounces, suppressions) happens there, so the
 simulated audience goes through the same code.
 """
@@ -39,7 +39,7 @@ from werkzeug.serving import BaseWSGIServer
 from werkzeug.serving import make_server as werkzeug_server
 from werkzeug.wrappers import Request, Response
 
-from evaluators.mailstore import MailStore, reply_from_parse
+from email_ab.mailstore import MailStore, reply_from_parse
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ class Inbox:
             return self.text(400, "expected a JSON array of event objects")
         now = self.clock()
         with MailStore.open(self.state_dir, "live") as store:
-            new = sum(store.record_event(e, now) for e in events)
+            new = sum(store.inbound.record_event(e, now) for e in events)
         return Response(
             json.dumps({"received": len(events), "new": new}), mimetype="application/json"
         )
@@ -203,7 +203,7 @@ class Inbox:
             fields = raw_fields(fields["email"])
         reply = reply_from_parse(fields)
         with MailStore.open(self.state_dir, "live") as store:
-            stored = store.record_reply(reply, self.clock())
+            stored = store.inbound.record_reply(reply, self.clock())
         what = "automatic reply" if reply.automatic else "reply"
         log.info(
             "inbox: %s for %s (%s)", what, reply.token or "no token", "new" if stored else "known"
@@ -225,7 +225,7 @@ class Inbox:
 
     def unsubscribe(self, token: str) -> Response:
         with MailStore.open(self.state_dir, "live") as store:
-            store.record_unsubscribe(token, self.clock())
+            store.inbound.record_unsubscribe(token, self.clock())
         return Response(UNSUBSCRIBED_PAGE, mimetype="text/html")  # the same for any token
 
 

@@ -11,15 +11,19 @@ batch) and a reply-to address holding its token, so replies and events map back 
 The asynchronous contract (evaluators.base.AsyncEvaluator):
 
 - launch(): the plan (prospects, arms, tokens, both arms' copy as text); reads, never writes.
-- start(): the sends, each recorded before and after its API call (evaluators.mailstore), with
+- start(): the sends, each recorded before and after its API call (email_ab.mailstore), with
   retries on 429 and 5xx that honour Retry-After; idempotent, and called again on every
   campaign run: it also sends what the daily cap held back.
 - collect(): replies over delivered per arm as of the last look time (core.abtest.as_of), and
   whether the window (`window_h` after the last send) has closed.
 - wait_until(): True on the simulated clock (it moves it), False on the real one.
 
+The evaluator hands each step to the part that does it: Planner (launch), LiveSends and
+SimulatedSends (start), email_ab.collect's Collector (collect) and email_ab.clock's Clock
+(waited_h, wait_until); email_ab.compose renders each message from the handle alone.
+
 `mode: auto` sends through SendGrid when SENDGRID_API_KEY is set and to the study's simulated
-audience (evaluators.audience) otherwise; a batch keeps the mode it was launched in. The key is
+audience (email_ab.audience) otherwise; a batch keeps the mode it was launched in. The key is
 read from the environment when sending and written nowhere.
 """
 
@@ -36,10 +40,7 @@ import random
 import re
 import secrets
 import string
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -48,10 +49,13 @@ from urllib.error import URLError
 
 from pydantic import Field, field_validator, model_validator
 
-from core import abtest
 from core.secrets import redact
 from core.study import EvaluatorConfig
-from evaluators import audience
+from email_ab import audience
+from email_ab.clock import Clock
+from email_ab.collect import ARMS, Collector
+from email_ab.compose import compose, custom_args, full_name, mail_body, reply_address
+from email_ab.mailstore import MailStore, Stores, store_path
 from evaluators.base import (
     BadCandidate,
     Collected,
@@ -60,14 +64,11 @@ from evaluators.base import (
     Measurement,
     NotNow,
     Unavailable,
-    from_iso,
     iso,
 )
-from evaluators.mailstore import MailStore, store_path
 
 log = logging.getLogger(__name__)
 
-ARMS = ("champion", "challenger")
 RETRY_STATUS = {429, 500, 502, 503, 504}
 PLACEHOLDER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 EMAIL = re.compile(r"^[^@\s,;<>\"]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
@@ -408,100 +409,20 @@ class LiveSender:
             return Attempt("unknown", reason=f"no answer: {exc!r}"[:300])
 
 
-# The evaluator -------------------------------------------------------------------------
+# launch: the plan ----------------------------------------------------------------------
 
 
-class SendGridEvaluator:
-    """Plans, sends and counts A/B batches of cold email (see the module docstring)."""
+class Planner:
+    """launch(): who gets which arm's copy, from the study folders and the store. It reads and
+    never writes: the campaign saves the plan before anything is sent."""
 
-    def __init__(self, config: SendGridConfig, metric: str) -> None:
+    def __init__(self, config: SendGridConfig, stores: Stores, clock: Clock) -> None:
         self.config = config
-        self.metric = metric
-        self.sleep = time.sleep  # tests may speed the backoff up
-        self._models: dict[str, audience.Model] = {}
-        self._local = threading.local()  # one mail store connection per thread and folder
+        self.stores = stores
+        self.clock = clock
 
-    @contextmanager
-    def _open(self, state_dir: Path, mode: str) -> Iterator[MailStore]:
-        """The study's mail store, kept open between calls (opening checkpoints the WAL)."""
-        stores: dict[tuple[str, str], MailStore] = self._local.__dict__.setdefault("stores", {})
-        key = (str(Path(state_dir).resolve()), mode)
-        store = stores.get(key)
-        if store is None or not store.path.exists():
-            store = stores[key] = MailStore.open(state_dir, mode)
-        yield store
-
-    def close(self) -> None:
-        """Close this thread's mail store connections."""
-        for store in self._local.__dict__.pop("stores", {}).values():
-            store.close()
-
-    # -- the synchronous protocol: not this kind
-
-    def evaluate(
-        self, workdir: Path, log_path: Path, sandbox: Any = None, env: Any = None
-    ) -> Measurement:
-        """Checks the copy renders, then says why there is no number now."""
-        try:
-            prospects = load_prospects(workdir / self.config.prospects)
-            read_copy(workdir, self.config, set(prospects.columns))
-            ok = f"the copy renders for {len(prospects.rows)} prospects"
-        except (CopyError, ProspectsError) as exc:
-            ok = f"the copy does not render: {exc}"
-        reason = (
-            "the sendgrid evaluator is asynchronous: its reply rate is known days after a "
-            f"campaign launches an A/B batch ({ok})"
-        )
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        log_path.write_text(reason + "\n")
-        return Measurement.crash(reason)
-
-    # -- clocks
-
-    @property
-    def max_wait_h(self) -> float:
-        return self.config.max_wait_h
-
-    @property
-    def max_pending(self) -> int:
-        return self.config.max_pending
-
-    def _now(self, store: MailStore | None, mode: str, start: float | None = None) -> float:
-        if mode == "live":
-            return time.time()
-        if store is None:
-            current = None
-        else:
-            current = audience.now(store, start)
-        return current if current is not None else floor_hour(time.time())
-
-    def now(self, state_dir: Path, mode: str | None = None) -> str:
-        """The current time on this study's clock (simulated offline), ISO 8601."""
-        mode = mode or self.config.resolved_mode()
-        path = store_path(state_dir, mode)
-        if mode == "live" or not path.exists():
-            return iso(self._now(None, mode))
-        with self._open(state_dir, mode) as store:
-            return iso(self._now(store, mode))
-
-    def waited_h(self, handle: dict[str, Any], state_dir: Path) -> float:
-        """Hours since the batch was planned, on its own clock: for max_wait_h."""
-        return (from_iso(self.now(state_dir, handle["mode"])) - handle["planned_at"]) / 3600.0
-
-    def wait_until(self, when: str, state_dir: Path) -> bool:
-        """Offline: move the simulated clock to `when`, deliver what is due, True. Live: False
-        (a later scheduled run collects)."""
-        if self.config.resolved_mode() == "live":
-            return False
-        with self._open(state_dir, "simulate") as store:
-            target = max(from_iso(when), self._now(store, "simulate"))
-            audience.advance(store, target)
-        return True
-
-    # -- launch: the plan
-
-    def launch(self, launch: Launch) -> dict[str, Any]:
-        """Plan one A/B batch; reads the study folders and the store, writes nothing."""
+    def plan(self, launch: Launch) -> dict[str, Any]:
+        """One A/B batch's handle: the prospects in pairs, one of each arm, in random order."""
         cfg = self.config
         mode = cfg.resolved_mode()
         if mode == "live":
@@ -516,14 +437,7 @@ class SendGridEvaluator:
         now, excluded = self._exclusions(launch.state_dir, mode)
         chosen = self._choose(prospects, excluded, mode, launch, now)
         nonce = secrets.token_hex(4)
-        rng = random.Random(f"{launch.study}:{launch.experiment}:{nonce}")
-        rng.shuffle(chosen)
-        messages = []
-        for i in range(0, len(chosen) - 1, 2):
-            arms = list(ARMS)
-            rng.shuffle(arms)
-            for arm, row in zip(arms, chosen[i : i + 2], strict=True):
-                messages.append([new_token(), arm, *row])
+        messages = pairs(chosen, random.Random(f"{launch.study}:{launch.experiment}:{nonce}"))
         handle: dict[str, Any] = {
             "kind": "sendgrid",
             "version": 1,
@@ -566,12 +480,12 @@ class SendGridEvaluator:
     def _exclusions(self, state_dir: Path, mode: str) -> tuple[float, set[str]]:
         """Now, and the addresses not to plan: suppressed, cooling down, planned elsewhere."""
         if not store_path(state_dir, mode).exists():
-            return self._now(None, mode), set()
-        with self._open(state_dir, mode) as store:
-            now = self._now(store, mode)
+            return self.clock.now(None, mode), set()
+        with self.stores.open(state_dir, mode) as store:
+            now = self.clock.now(store, mode)
             cooldown_s = self.config.cooldown_days * 86400.0
-            excluded = store.suppressed() | store.mailed_since(now - cooldown_s)
-            return now, excluded | store.reserved()
+            excluded = store.suppressions.emails() | store.sends.mailed_since(now - cooldown_s)
+            return now, excluded | store.plans.reserved()
 
     def _choose(
         self, prospects: Prospects, excluded: set[str], mode: str, launch: Launch, now: float
@@ -621,137 +535,45 @@ class SendGridEvaluator:
         audience.load_model(source, str(path))  # fails here, not at the first send
         return {"origin": str(path), "sha256": audience.digest(source), "source": source}
 
-    # -- start: the sends
 
-    def start(self, handle: dict[str, Any], state_dir: Path) -> None:
-        """Send what the plan still owes, within the daily cap and the suppressions."""
-        mode = handle["mode"]
-        with self._open(state_dir, mode) as store:
-            if store.decided_at(handle["batch"]) is not None:
-                return
-            if store.plan_size(handle["batch"]) < len(handle["messages"]):
-                rows = ((m[0], m[1], m[2], seq) for seq, m in enumerate(handle["messages"]))
-                store.add_plan(handle["batch"], rows, handle["planned_at"])
-            lost = store.in_flight_to_unknown(handle["batch"])
-            if lost:
-                log.warning(
-                    "%s: %d message(s) were in flight when the last sender stopped; they are "
-                    "not sent again (an event or a reply will prove them sent)",
-                    handle["batch"],
-                    lost,
-                )
-            if mode == "simulate":
-                self._send_simulated(handle, store)
-            else:
-                self._send_live(handle, store)
+def pairs(chosen: list[list[str]], rng: random.Random) -> list[list[str]]:
+    """The plan's messages [token, arm, email, columns...]: the chosen shuffled, then each
+    pair split between the arms in a random order, so that both arms go out in the same hours."""
+    rng.shuffle(chosen)
+    messages = []
+    for i in range(0, len(chosen) - 1, 2):
+        arms = list(ARMS)
+        rng.shuffle(arms)
+        for arm, row in zip(arms, chosen[i : i + 2], strict=True):
+            messages.append([new_token(), arm, *row])
+    return messages
 
-    def _fields(self, handle: dict[str, Any], message: list[str]) -> dict[str, str]:
-        return dict(zip(handle["columns"], message[2:], strict=True))
 
-    def _compose(
-        self, handle: dict[str, Any], message: list[str]
-    ) -> tuple[dict[str, str], str, str, str]:
-        """The prospect's fields, the subject, the copy's body and the footer, filled in."""
-        token, arm = message[0], message[1]
-        fields = self._fields(handle, message)
-        copy = handle["arms"][arm]
-        sender = handle["sender"]
-        footer = sender["footer"].format_map(
-            {
-                **sender,
-                "unsubscribe_url": f"{sender['public_url']}/unsubscribe/{token}",
-            }
-        )
-        return fields, copy["subject"].format_map(fields), copy["body"].format_map(fields), footer
+# start: the sends ----------------------------------------------------------------------
 
-    def _reply_address(self, handle: dict[str, Any], token: str) -> str:
-        local, domain = handle["sender"]["reply_to"].split("@")
-        return f"{local}+{token}@{domain}"
 
-    def _custom_args(self, handle: dict[str, Any], token: str, arm: str) -> dict[str, str]:
-        return {
-            "study": handle["study"],
-            "experiment": str(handle["experiment"]),
-            "arm": arm,
-            "token": token,
-            "batch": handle["batch"],
-        }
+class LiveSends:
+    """start() live: one API call per message, each claimed under the suppressions, the
+    cool-down and the daily cap, retried on 429 and 5xx, its state written before and after."""
 
-    def _send_simulated(self, handle: dict[str, Any], store: MailStore) -> None:
-        sim = audience.Simulator(self._model(handle), handle["batch"])
-        by_token = {m[0]: m for m in handle["messages"]}
-        now = self._now(store, "simulate", handle["planned_at"])
-        cfg = self.config
-        cooldown_s = cfg.cooldown_days * 86400.0
-        planned = store.planned(handle["batch"])
-        sent_today = store.sent_since(now - 86400.0)  # offline, no other writer: read once
-        blocked = store.suppressed() | store.mailed_since(now - cooldown_s)
-        while True:
-            done = 0
-            with store.transaction():  # nothing leaves the machine: a chunk at a time
-                for row in itertools.islice(planned, CHUNK):
-                    done += 1
-                    if row["email"] in blocked:
-                        store.set_state(row["token"], "skipped", self._why(store, row, now))
-                        continue
-                    if sent_today >= cfg.daily_cap:
-                        return
-                    sent_today += 1
-                    blocked.add(row["email"])
-                    self._simulate_one(handle, store, sim, by_token[row["token"]], row, now)
-            if done < CHUNK:
-                return
+    def __init__(self, config: SendGridConfig) -> None:
+        self.config = config
+        self.sleep = time.sleep  # tests may speed the backoff up
 
-    def _why(self, store: MailStore, row: Any, now: float) -> str:
-        cfg = self.config
-        return store.why_not(row, now, cfg.daily_cap, cfg.cooldown_days * 86400.0, 0) or "cooldown"
-
-    def _simulate_one(
-        self,
-        handle: dict[str, Any],
-        store: MailStore,
-        sim: audience.Simulator,
-        message: list[str],
-        row: Any,
-        now: float,
-    ) -> None:
-        """One simulated send: recorded sent, and what the audience will answer, queued."""
-        fields, subject, body, _ = self._compose(handle, message)
-        store.mark_sent_now(row["token"], now, f"sim{row['token']}")
-        name = f"{fields.get('first_name', '')} {fields.get('last_name', '')}".strip()
-        sent = audience.Sent(
-            token=row["token"],
-            arm=row["arm"],
-            email=row["email"],
-            name=name or row["email"],
-            subject=subject,
-            body=body,
-            prospect=fields,
-            at=now,
-            reply_to=self._reply_address(handle, row["token"]),
-            custom_args=self._custom_args(handle, row["token"], row["arm"]),
-        )
-        store.queue(sim.outcomes(sent))
-
-    def _model(self, handle: dict[str, Any]) -> audience.Model:
-        snap = handle["audience"]
-        if snap["sha256"] not in self._models:
-            self._models[snap["sha256"]] = audience.load_model(snap["source"], snap["origin"])
-        return self._models[snap["sha256"]]
-
-    def _send_live(self, handle: dict[str, Any], store: MailStore) -> None:
+    def send(self, handle: dict[str, Any], store: MailStore) -> None:
+        """Send the batch's planned messages in plan order, until the cap or SendGrid stops."""
         cfg = self.config
         sender = LiveSender(cfg)
         by_token = {m[0]: m for m in handle["messages"]}
         sent, sandbox = 0, bool(handle["sender"]["sandbox_mode"])
-        for row in store.planned(handle["batch"]):
+        for row in store.plans.planned(handle["batch"]):
             reason = self._claim(store, row["token"], sandbox)
             if reason == "cap":
                 log.info("%s: daily cap of %d reached", handle["batch"], cfg.daily_cap)
                 break
             if reason:
                 continue
-            mail = self._mail(handle, by_token[row["token"]])
+            mail = mail_body(handle, by_token[row["token"]])
             outcome = self._send_one(store, sender, row["token"], mail, sandbox)
             if not self._record(store, row["token"], outcome, handle["batch"]):
                 break
@@ -763,15 +585,15 @@ class SendGridEvaluator:
         message `sending`. Returns why it was not claimed ('cap': not now), or None."""
         cfg = self.config
         with store.transaction():
-            now, row = time.time(), store.message(token)
-            reason = store.why_not(row, now, cfg.daily_cap, cfg.cooldown_days * 86400.0)
+            now, row = time.time(), store.plans.message(token)
+            reason = store.sends.why_not(row, now, cfg.daily_cap, cfg.cooldown_days * 86400.0)
             domain = row["email"].split("@")[1]
             if reason is None and not (cfg.send_to_reserved_domains or sandbox):
                 reason = "reserved domain" if RESERVED_DOMAINS.search(domain) else None
             if reason and reason != "cap":
-                store.set_state(row["token"], "skipped", reason)
+                store.sends.set_state(row["token"], "skipped", reason)
             if reason is None:
-                store.mark_sending(row["token"], now)
+                store.sends.mark_sending(row["token"], now)
             return reason
 
     def _send_one(
@@ -792,7 +614,7 @@ class SendGridEvaluator:
             if outcome.kind != "retry":
                 return outcome
             with store.transaction():
-                store.release(token, outcome.reason)
+                store.sends.release(token, outcome.reason)
             if attempt == cfg.max_attempts or outcome.wait_s > cfg.max_backoff_s:
                 break
             log.info("SendGrid: %s; retrying in %.1f s", outcome.reason, outcome.wait_s)
@@ -803,11 +625,11 @@ class SendGridEvaluator:
         """Write down what the API call did; False when sending must stop for now."""
         with store.transaction():
             if outcome.kind == "sent":
-                store.mark_sent(token, time.time(), outcome.message_id)
+                store.sends.mark_sent(token, time.time(), outcome.message_id)
             elif outcome.kind in ("unknown", "failed"):
-                store.set_state(token, outcome.kind, outcome.reason)
+                store.sends.set_state(token, outcome.kind, outcome.reason)
             elif outcome.kind != "skipped":
-                store.release(token, outcome.reason)
+                store.sends.release(token, outcome.reason)
         if outcome.kind == "refused":
             raise SendError(
                 f"SendGrid refused the request ({outcome.reason}); check "
@@ -821,155 +643,174 @@ class SendGridEvaluator:
             log.warning("%s: message %s %s: %s", batch, token, outcome.kind, outcome.reason)
         return True
 
-    def _mail(self, handle: dict[str, Any], message: list[str]) -> dict[str, Any]:
-        """The v3 Mail Send body, built with the SDK's Mail helper."""
-        from sendgrid.helpers.mail import (
-            ClickTracking,
-            CustomArg,
-            From,
-            Header,
-            Mail,
-            MailSettings,
-            OpenTracking,
-            ReplyTo,
-            SandBoxMode,
-            SubscriptionTracking,
-            To,
-            TrackingSettings,
-        )
 
-        token, arm = message[0], message[1]
-        fields, subject, body, footer = self._compose(handle, message)
-        sender = handle["sender"]
-        name = f"{fields.get('first_name', '')} {fields.get('last_name', '')}".strip()
-        mail = Mail(
-            from_email=From(sender["from_email"], sender["from_name"] or None),
-            to_emails=To(message[2], name or None),
+class SimulatedSends:
+    """start() offline: the simulated audience gets the batch under the same suppressions,
+    cool-down and daily cap, a chunk per transaction, and what it will answer is queued."""
+
+    def __init__(self, config: SendGridConfig, clock: Clock) -> None:
+        self.config = config
+        self.clock = clock
+        self._models: dict[str, audience.Model] = {}
+
+    def send(self, handle: dict[str, Any], store: MailStore) -> None:
+        """Send the batch's planned messages at the simulated now, until the cap."""
+        sim = audience.Simulator(self._model(handle), handle["batch"])
+        by_token = {m[0]: m for m in handle["messages"]}
+        now = self.clock.now(store, "simulate", handle["planned_at"])
+        cfg = self.config
+        cooldown_s = cfg.cooldown_days * 86400.0
+        planned = store.plans.planned(handle["batch"])
+        sent_today = store.sends.sent_since(now - 86400.0)  # offline, no other writer: read once
+        blocked = store.suppressions.emails() | store.sends.mailed_since(now - cooldown_s)
+        while True:
+            done = 0
+            with store.transaction():  # nothing leaves the machine: a chunk at a time
+                for row in itertools.islice(planned, CHUNK):
+                    done += 1
+                    if row["email"] in blocked:
+                        store.sends.set_state(row["token"], "skipped", self._why(store, row, now))
+                        continue
+                    if sent_today >= cfg.daily_cap:
+                        return
+                    sent_today += 1
+                    blocked.add(row["email"])
+                    self._simulate_one(handle, store, sim, by_token[row["token"]], row, now)
+            if done < CHUNK:
+                return
+
+    def _why(self, store: MailStore, row: Any, now: float) -> str:
+        cfg = self.config
+        cooldown_s = cfg.cooldown_days * 86400.0
+        return store.sends.why_not(row, now, cfg.daily_cap, cooldown_s, 0) or "cooldown"
+
+    def _simulate_one(
+        self,
+        handle: dict[str, Any],
+        store: MailStore,
+        sim: audience.Simulator,
+        message: list[str],
+        row: Any,
+        now: float,
+    ) -> None:
+        """One simulated send: recorded sent, and what the audience will answer, queued."""
+        prospect, subject, body, _ = compose(handle, message)
+        store.sends.mark_sent_now(row["token"], now, f"sim{row['token']}")
+        sent = audience.Sent(
+            token=row["token"],
+            arm=row["arm"],
+            email=row["email"],
+            name=full_name(prospect) or row["email"],
             subject=subject,
-            plain_text_content=body.rstrip("\n") + footer,
+            body=body,
+            prospect=prospect,
+            at=now,
+            reply_to=reply_address(handle, row["token"]),
+            custom_args=custom_args(handle, row["token"], row["arm"]),
         )
-        mail.reply_to = ReplyTo(self._reply_address(handle, token))
-        args = self._custom_args(handle, token, arm)
-        mail.custom_arg = [CustomArg(k, v) for k, v in args.items()]
-        unsubscribe = f"{sender['public_url']}/unsubscribe/{token}"
-        mail.header = [
-            Header("List-Unsubscribe", f"<{unsubscribe}>"),
-            Header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
-        ]
-        mail.mail_settings = MailSettings(sandbox_mode=SandBoxMode(bool(sender["sandbox_mode"])))
-        tracking = TrackingSettings()
-        tracking.click_tracking = ClickTracking(False, False)  # our links stay as written
-        tracking.open_tracking = OpenTracking(False)
-        tracking.subscription_tracking = SubscriptionTracking(False)  # our own link instead
-        mail.tracking_settings = tracking
-        return mail.get()
+        store.sim.queue(sim.outcomes(sent))
 
-    # -- collect: the counts
+    def _model(self, handle: dict[str, Any]) -> audience.Model:
+        snap = handle["audience"]
+        if snap["sha256"] not in self._models:
+            self._models[snap["sha256"]] = audience.load_model(snap["source"], snap["origin"])
+        return self._models[snap["sha256"]]
+
+
+# The evaluator -------------------------------------------------------------------------
+
+
+class SendGridEvaluator:
+    """Plans, sends and counts A/B batches of cold email (see the module docstring): each step
+    of the asynchronous contract handed to the part that does it."""
+
+    def __init__(self, config: SendGridConfig, metric: str) -> None:
+        self.config = config
+        self.metric = metric
+        self.stores = Stores()
+        self.clock = Clock(self.stores)
+        self.planner = Planner(config, self.stores, self.clock)
+        self.live = LiveSends(config)
+        self.simulated = SimulatedSends(config, self.clock)
+        self.collector = Collector(self.stores, self.clock, config.daily_cap)
+
+    def close(self) -> None:
+        """Close this thread's mail store connections."""
+        self.stores.close()
+
+    def evaluate(
+        self, workdir: Path, log_path: Path, sandbox: Any = None, env: Any = None
+    ) -> Measurement:
+        """The synchronous protocol, not this kind's: checks the copy renders, then says why
+        there is no number now."""
+        try:
+            prospects = load_prospects(workdir / self.config.prospects)
+            read_copy(workdir, self.config, set(prospects.columns))
+            ok = f"the copy renders for {len(prospects.rows)} prospects"
+        except (CopyError, ProspectsError) as exc:
+            ok = f"the copy does not render: {exc}"
+        reason = (
+            "the sendgrid evaluator is asynchronous: its reply rate is known days after a "
+            f"campaign launches an A/B batch ({ok})"
+        )
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_path.write_text(reason + "\n")
+        return Measurement.crash(reason)
+
+    @property
+    def max_wait_h(self) -> float:
+        return self.config.max_wait_h
+
+    @property
+    def max_pending(self) -> int:
+        return self.config.max_pending
+
+    def waited_h(self, handle: dict[str, Any], state_dir: Path) -> float:
+        """Hours since the batch was planned, on its own clock: for max_wait_h."""
+        return self.clock.waited_h(handle, state_dir)
+
+    def wait_until(self, when: str, state_dir: Path) -> bool:
+        """Offline: move the simulated clock to `when`, deliver what is due, True. Live: False
+        (a later scheduled run collects)."""
+        if self.config.resolved_mode() == "live":
+            return False
+        self.clock.advance(when, state_dir)
+        return True
+
+    def launch(self, launch: Launch) -> dict[str, Any]:
+        """Plan one A/B batch; reads the study folders and the store, writes nothing."""
+        return self.planner.plan(launch)
+
+    def start(self, handle: dict[str, Any], state_dir: Path) -> None:
+        """Send what the plan still owes, within the daily cap and the suppressions."""
+        mode, batch = handle["mode"], handle["batch"]
+        with self.stores.open(state_dir, mode) as store:
+            if store.plans.decided_at(batch) is not None:
+                return
+            if store.plans.size(batch) < len(handle["messages"]):
+                rows = ((m[0], m[1], m[2], seq) for seq, m in enumerate(handle["messages"]))
+                store.plans.add(batch, rows, handle["planned_at"])
+            lost = store.plans.in_flight_to_unknown(batch)
+            if lost:
+                log.warning(
+                    "%s: %d message(s) were in flight when the last sender stopped; they are "
+                    "not sent again (an event or a reply will prove them sent)",
+                    batch,
+                    lost,
+                )
+            sends = self.simulated if mode == "simulate" else self.live
+            sends.send(handle, store)
 
     def collect(self, handle: dict[str, Any], state_dir: Path) -> Collected:
         """Replies over delivered per arm as of the last look, and whether the window closed."""
-        mode, batch = handle["mode"], handle["batch"]
-        window_s = handle["window_h"] * 3600.0
-        empty = {arm: (0, 0) for arm in ARMS}
-        not_started = f"batch {batch}: not started; call start() first"
-        if not store_path(state_dir, mode).exists():
-            return Collected(empty, False, iso(handle["planned_at"]), {}, not_started)
-        with self._open(state_dir, mode) as store:
-            if store.plan_size(batch) == 0:  # never started: nothing may close it
-                return Collected(empty, False, iso(handle["planned_at"]), {}, not_started)
-            now = self._now(store, mode, handle["planned_at"])
-            last_sent, remaining = store.batch_times(batch)
-            decided = store.decided_at(batch)
-            close_at = None
-            if remaining == 0:
-                close_at = (last_sent + window_s) if last_sent else handle["planned_at"]
-            look = abtest.as_of(now, handle["planned_at"], handle["look_every_h"], close_at)
-            at_look = store.arm_counts(batch, look, window_s, decided)
-            live = at_look if look == now else store.arm_counts(batch, now, window_s, decided)
-            due = self._due(store, now, handle, close_at, remaining)
-        arms = {
-            arm: (at_look.get(arm, {}).get("replied", 0), at_look.get(arm, {}).get("delivered", 0))
-            for arm in ARMS
-        }
-        detail = {arm: self._detail(live.get(arm, {}), arms[arm]) for arm in ARMS}
-        closed = close_at is not None and now >= close_at
-        text = self._summary(handle, now, look, arms, detail, close_at, closed)
-        return Collected(arms, closed, None if closed else iso(due), detail, text)
-
-    def _due(
-        self,
-        store: MailStore,
-        now: float,
-        handle: dict[str, Any],
-        close_at: float | None,
-        remaining: int,
-    ) -> float:
-        """When collecting (and sending) again is worth it: the next look, the window's close,
-        or when the daily cap lets the rest of the batch go."""
-        times = [abtest.next_look(now, handle["planned_at"], handle["look_every_h"])]
-        if close_at is not None:
-            times.append(close_at)
-        if remaining:
-            day_ago = now - 86400.0
-            if store.sent_since(day_ago) >= self.config.daily_cap:
-                first = store.first_send_since(day_ago)
-                times.append((first or now) + 86400.0 + 1.0)
-            else:
-                times.append(now)
-        return max(now, min(times))
-
-    def _detail(self, live: dict[str, int], counted: tuple[int, int]) -> dict[str, float]:
-        keys = (
-            "planned sent delivered bounced replied late_replies auto_replies unsubscribed "
-            "spam_reports unsent skipped failed unknown cancelled"
-        ).split()
-        out = {k: float(live.get(k, 0)) for k in keys}
-        out["counted_replies"], out["counted_delivered"] = float(counted[0]), float(counted[1])
-        return out
-
-    def _summary(
-        self,
-        handle: dict[str, Any],
-        now: float,
-        look: float,
-        arms: dict[str, tuple[int, int]],
-        detail: dict[str, dict[str, float]],
-        close_at: float | None,
-        closed: bool,
-    ) -> str:
-        lines = [
-            f"batch {handle['batch']} ({handle['mode']}), now {iso(now)}, counts as of {iso(look)}"
-        ]
-        for arm in ARMS:
-            s, n = arms[arm]
-            d = detail[arm]
-            rate = f"{s / n:.2%}" if n else "n/a"
-            lines.append(
-                f"  {arm}: {s}/{n} replied ({rate}); sent {d['sent']:.0f}, bounced "
-                f"{d['bounced']:.0f}, auto-replies {d['auto_replies']:.0f}, unsubscribed "
-                f"{d['unsubscribed']:.0f}, late replies {d['late_replies']:.0f}, unsent "
-                f"{d['unsent']:.0f}"
-            )
-        if closed:
-            lines.append(f"  window closed at {iso(close_at or now)}")
-        elif close_at is not None:
-            lines.append(f"  window closes at {iso(close_at)}")
-        if handle["mode"] == "live" and handle["sender"]["sandbox_mode"]:
-            lines.append("  sandbox mode: SendGrid delivered nothing; these counts are not real")
-        return "\n".join(lines)
-
-    # -- after the decision
+        return self.collector.collect(handle, state_dir)
 
     def finish(self, handle: dict[str, Any], state_dir: Path, status: str) -> int:
         """Record the decision: what the batch had not sent is cancelled, and replies from now
         on are shown as late, never counted. Returns how many messages were cancelled."""
         mode = handle["mode"]
-        with self._open(state_dir, mode) as store:
-            return store.decide(handle["batch"], status, self._now(store, mode))
+        with self.stores.open(state_dir, mode) as store:
+            return store.plans.decide(handle["batch"], status, self.clock.now(store, mode))
 
 
-def floor_hour(t: float) -> float:
-    return (t // 3600.0) * 3600.0
-
-
-KIND = Kind(SendGridConfig, SendGridEvaluator, runs_code=False)
+KIND = Kind(SendGridConfig, SendGridEvaluator, runs_code=False, asynchronous=True)

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from evaluators.mailstore import MailStore, reply_from_parse
+from email_ab.mailstore import MailStore, reply_from_parse
 
 OUTCOMES = ("reply", "auto_reply", "bounce", "unsubscribe", "spamreport")
 DEFAULT_DELAYS_H = {  # lognormal: (median hours, sigma)
@@ -84,11 +84,11 @@ def digest(source: str) -> str:
 
 def now(store: MailStore, start: float | None = None) -> float:
     """The simulated time; the first call sets it to `start` (or the hour now)."""
-    current = store.sim_now()
+    current = store.sim.now()
     if current is None:
         current = start if start is not None else math.floor(time.time() / 3600) * 3600.0
-        store.set_sim_now(current)
-        current = store.sim_now() or current
+        store.sim.set_now(current)
+        current = store.sim.now() or current
     return current
 
 
@@ -96,15 +96,15 @@ def advance(store: MailStore, when: float) -> int:
     """Move the simulated clock to `when` and deliver every queued event and reply due by
     then, each at its own time, in one transaction. Returns how many were delivered."""
     with store.transaction():
-        store.set_sim_now(when)
-        due = store.due(when)
+        store.sim.set_now(when)
+        due = store.sim.due(when)
         for item in due:
             payload = json.loads(item["payload"])
             if item["kind"] == "event":
-                store.record_event(payload, item["at"])
+                store.inbound.record_event(payload, item["at"])
             else:
-                store.record_reply(reply_from_parse(payload), item["at"])
-        store.dequeue(item["id"] for item in due)
+                store.inbound.record_reply(reply_from_parse(payload), item["at"])
+        store.sim.dequeue(item["id"] for item in due)
     return len(due)
 
 

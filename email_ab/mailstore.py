@@ -15,6 +15,11 @@ reserved domain), failed (refused by the API), cancelled (its test was decided f
 
 Times are seconds since the epoch on the store's clock: the real one, or the simulated one kept
 here (meta `sim_now`) and moved only by the simulated audience.
+
+A MailStore is the connection and its transactions; each job over the tables is one of its
+parts: `plans` (a batch's messages), `sends` (one message's states, the cap, the cool-down),
+`suppressions`, `inbound` (events, unsubscribes, replies), `counts` (per arm) and `sim` (the
+simulated clock and queue).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import hashlib
 import json
 import re
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -219,7 +225,8 @@ def store_path(state_dir: Path, mode: str) -> Path:
 
 
 class MailStore:
-    """One study's mail records. Open one per thread; close it (or use `with`)."""
+    """One study's mail records: the connection, its transactions, and one part per job over
+    the tables. Open one per thread; close it (or use `with`)."""
 
     def __init__(self, path: Path, durable: bool = True) -> None:
         self.path = Path(path)
@@ -242,6 +249,12 @@ class MailStore:
                     self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path}: not a usable mail store ({exc})") from None
+        self.plans = Plans(self)
+        self.sends = Sends(self)
+        self.suppressions = Suppressions(self)
+        self.inbound = Inbound(self)
+        self.counts = Counts(self)
+        self.sim = SimQueue(self)
 
     @classmethod
     def open(cls, state_dir: Path, mode: str) -> MailStore:
@@ -289,27 +302,45 @@ class MailStore:
         self._depth = 0
         self.db.execute("COMMIT")
 
-    # -- the simulated clock
 
-    def sim_now(self) -> float | None:
-        row = self.db.execute("SELECT value FROM meta WHERE key = 'sim_now'").fetchone()
-        return float(row["value"]) if row else None
+class Stores:
+    """The evaluator's stores, one connection per thread and folder, kept open between calls:
+    opening one checkpoints the WAL."""
 
-    def set_sim_now(self, when: float) -> None:
-        """Move the simulated clock forward (never back)."""
-        with self.transaction():
-            now = self.sim_now()
-            if now is None or when > now:
-                self.db.execute(
-                    "INSERT OR REPLACE INTO meta VALUES ('sim_now', ?)", (repr(float(when)),)
-                )
+    def __init__(self) -> None:
+        self._local = threading.local()
 
-    # -- plans
+    @contextmanager
+    def open(self, state_dir: Path, mode: str) -> Iterator[MailStore]:
+        """The study's mail store, left open when the block ends."""
+        stores: dict[tuple[str, str], MailStore] = self._local.__dict__.setdefault("stores", {})
+        key = (str(Path(state_dir).resolve()), mode)
+        store = stores.get(key)
+        if store is None or not store.path.exists():
+            store = stores[key] = MailStore.open(state_dir, mode)
+        yield store
 
-    def add_plan(self, batch: str, messages: Iterable[tuple[str, str, str, int]], at: float) -> int:
+    def close(self) -> None:
+        """Close this thread's connections."""
+        for store in self._local.__dict__.pop("stores", {}).values():
+            store.close()
+
+
+class _Part:
+    """One job's share of the store: its tables, on the store's connection and transactions."""
+
+    def __init__(self, store: MailStore) -> None:
+        self.store = store
+        self.db = store.db
+
+
+class Plans(_Part):
+    """A batch's messages: planned, found in flight after a kill, cancelled by the decision."""
+
+    def add(self, batch: str, messages: Iterable[tuple[str, str, str, int]], at: float) -> int:
         """Record a batch's messages (token, arm, email, seq) as planned; known ones are left
         as they are. Returns how many were new."""
-        with self.transaction():
+        with self.store.transaction():
             before = self.db.total_changes
             self.db.executemany(
                 "INSERT OR IGNORE INTO messages (token, batch, arm, email, seq, planned_at) "
@@ -332,14 +363,14 @@ class MailStore:
                 return
             last = rows[-1]["seq"]
 
-    def plan_size(self, batch: str) -> int:
+    def size(self, batch: str) -> int:
         return self.db.execute(
             "SELECT COUNT(*) FROM messages WHERE batch = ?", (batch,)
         ).fetchone()[0]
 
     def in_flight_to_unknown(self, batch: str) -> int:
         """Messages a killed sender left `sending`: never sent again, proven sent by an event."""
-        with self.transaction():
+        with self.store.transaction():
             return self.db.execute(
                 "UPDATE messages SET state = 'unknown', reason = 'in flight when the sender "
                 "stopped' WHERE batch = ? AND state = 'sending'",
@@ -351,10 +382,34 @@ class MailStore:
         rows = self.db.execute("SELECT DISTINCT email FROM messages WHERE state = 'planned'")
         return {r["email"] for r in rows}
 
-    def suppressed(self) -> set[str]:
-        return {r["email"] for r in self.db.execute("SELECT email FROM suppressions")}
+    def message(self, token: str) -> sqlite3.Row:
+        return self.db.execute("SELECT * FROM messages WHERE token = ?", (token,)).fetchone()
 
-    # -- sending, one message at a time (call inside transaction())
+    def messages(self, batch: str) -> list[sqlite3.Row]:
+        return self.db.execute(
+            "SELECT * FROM messages WHERE batch = ? ORDER BY seq", (batch,)
+        ).fetchall()
+
+    def decide(self, batch: str, status: str, now: float) -> int:
+        """Record a test's decision (once) and cancel what it had not sent yet."""
+        with self.store.transaction():
+            self.db.execute(
+                "INSERT OR IGNORE INTO decisions VALUES (?, ?, ?)", (batch, status, now)
+            )
+            return self.db.execute(
+                "UPDATE messages SET state = 'cancelled', reason = 'test decided' "
+                "WHERE batch = ? AND state = 'planned'",
+                (batch,),
+            ).rowcount
+
+    def decided_at(self, batch: str) -> float | None:
+        row = self.db.execute("SELECT at FROM decisions WHERE batch = ?", (batch,)).fetchone()
+        return row["at"] if row else None
+
+
+class Sends(_Part):
+    """One message at a time through planned -> sending -> sent, and what the daily cap and
+    the cool-down count. Call the writes inside transaction()."""
 
     def why_not(
         self, row: sqlite3.Row, now: float, cap: int, cooldown_s: float, sent: int | None = None
@@ -362,11 +417,9 @@ class MailStore:
         """Why this planned message must not go now: a reason to skip it for good
         ('suppressed: ...', 'cooldown'), 'cap' (not now), or None (send it). `sent`: the
         messages of the last 24 hours, when the caller keeps count itself."""
-        hit = self.db.execute(
-            "SELECT reason FROM suppressions WHERE email = ?", (row["email"],)
-        ).fetchone()
-        if hit:
-            return f"suppressed: {hit['reason']}"
+        suppressed = self.store.suppressions.reason(row["email"])
+        if suppressed is not None:
+            return f"suppressed: {suppressed}"
         recent = self.db.execute(
             "SELECT 1 FROM messages WHERE email = ? AND token != ? AND state IN (?, ?, ?) "
             "AND sending_at > ? LIMIT 1",
@@ -386,14 +439,6 @@ class MailStore:
         )
         return {r["email"] for r in rows}
 
-    def mark_sent_now(self, token: str, now: float, message_id: str | None) -> None:
-        """planned -> sent at once: for sends that cannot be lost halfway (simulated)."""
-        self.db.execute(
-            "UPDATE messages SET state = 'sent', sending_at = ?, sent_at = ?, message_id = ?, "
-            "attempts = attempts + 1 WHERE token = ? AND state = 'planned'",
-            (now, now, message_id, token),
-        )
-
     def sent_since(self, since: float) -> int:
         """Messages that left (or may have left) since then: what the daily cap counts."""
         return self.db.execute(
@@ -406,6 +451,14 @@ class MailStore:
             "SELECT MIN(sending_at) FROM messages WHERE sending_at > ? AND state IN (?, ?, ?)",
             (since, *OUT),
         ).fetchone()[0]
+
+    def mark_sent_now(self, token: str, now: float, message_id: str | None) -> None:
+        """planned -> sent at once: for sends that cannot be lost halfway (simulated)."""
+        self.db.execute(
+            "UPDATE messages SET state = 'sent', sending_at = ?, sent_at = ?, message_id = ?, "
+            "attempts = attempts + 1 WHERE token = ? AND state = 'planned'",
+            (now, now, message_id, token),
+        )
 
     def set_state(self, token: str, state: str, reason: str | None = None) -> None:
         self.db.execute(
@@ -434,38 +487,35 @@ class MailStore:
             (reason, token),
         )
 
-    # -- decisions
 
-    def decide(self, batch: str, status: str, now: float) -> int:
-        """Record a test's decision (once) and cancel what it had not sent yet."""
-        with self.transaction():
-            self.db.execute(
-                "INSERT OR IGNORE INTO decisions VALUES (?, ?, ?)", (batch, status, now)
-            )
-            return self.db.execute(
-                "UPDATE messages SET state = 'cancelled', reason = 'test decided' "
-                "WHERE batch = ? AND state = 'planned'",
-                (batch,),
-            ).rowcount
+class Suppressions(_Part):
+    """Addresses never mailed again (bounced, unsubscribed, replied...), whoever sent to them."""
 
-    def decided_at(self, batch: str) -> float | None:
-        row = self.db.execute("SELECT at FROM decisions WHERE batch = ?", (batch,)).fetchone()
-        return row["at"] if row else None
-
-    # -- what comes back
-
-    def suppress(self, email: str, reason: str, now: float, source: str = "") -> bool:
-        with self.transaction():
-            return self._suppress(email, reason, now, source)
-
-    def _suppress(self, email: str, reason: str, now: float, source: str) -> bool:
+    def add(self, email: str, reason: str, now: float, source: str = "") -> bool:
+        """Suppress an address; True when it was not suppressed before."""
         if not email:
             return False
-        cur = self.db.execute(
-            "INSERT OR IGNORE INTO suppressions VALUES (?, ?, ?, ?)",
-            (email.strip().lower(), reason, source, now),
-        )
-        return cur.rowcount > 0
+        with self.store.transaction():
+            cur = self.db.execute(
+                "INSERT OR IGNORE INTO suppressions VALUES (?, ?, ?, ?)",
+                (email.strip().lower(), reason, source, now),
+            )
+            return cur.rowcount > 0
+
+    def reason(self, email: str) -> str | None:
+        """Why an address is suppressed, or None when it may be mailed."""
+        hit = self.db.execute(
+            "SELECT reason FROM suppressions WHERE email = ?", (email,)
+        ).fetchone()
+        return hit["reason"] if hit else None
+
+    def emails(self) -> set[str]:
+        return {r["email"] for r in self.db.execute("SELECT email FROM suppressions")}
+
+
+class Inbound(_Part):
+    """What comes back about our messages: events, unsubscribe links, replies. Each proves its
+    message was sent; bounces, complaints, unsubscribes and a person's reply suppress."""
 
     def _token_of(self, event: dict[str, Any]) -> str | None:
         token = event.get("token")
@@ -497,9 +547,9 @@ class MailStore:
         email = str(event.get("email") or "").lower()
         if kind == "bounce" and event.get("type") == "blocked":
             kind = "blocked"
-        with self.transaction():
+        with self.store.transaction():
             if kind in SUPPRESSING:
-                self._suppress(email, SUPPRESSING[kind], now, f"event {kind}")
+                self.store.suppressions.add(email, SUPPRESSING[kind], now, f"event {kind}")
             token = self._token_of(event)
             if token is None:
                 return False
@@ -513,13 +563,13 @@ class MailStore:
 
     def record_unsubscribe(self, token: str, now: float, source: str = "link") -> bool:
         """The unsubscribe link of one message was followed: suppress its address."""
-        with self.transaction():
+        with self.store.transaction():
             row = self.db.execute(
                 "SELECT email FROM messages WHERE token = ?", (token.lower(),)
             ).fetchone()
             if row is None:
                 return False
-            self._suppress(row["email"], "unsubscribed", now, source)
+            self.store.suppressions.add(row["email"], "unsubscribed", now, source)
             self.db.execute(
                 "INSERT OR IGNORE INTO events VALUES (?, ?, 'unsubscribe', ?, ?, ?)",
                 (f"link:{token.lower()}", token.lower(), row["email"], now, "{}"),
@@ -530,7 +580,7 @@ class MailStore:
     def record_reply(self, reply: Reply, now: float) -> bool:
         """One inbound email. True when it was new and answers one of our messages. A person's
         reply takes the prospect off the list: the conversation is a person's job now."""
-        with self.transaction():
+        with self.store.transaction():
             if reply.token is None:
                 return False
             row = self.db.execute(
@@ -554,10 +604,51 @@ class MailStore:
             if cur.rowcount:
                 self._proven_sent(reply.token)
                 if not reply.automatic:
-                    self._suppress(row["email"], "replied", now, "reply")
+                    self.store.suppressions.add(row["email"], "replied", now, "reply")
             return cur.rowcount > 0
 
-    # -- counting
+
+# One query: per arm, its messages joined with their events and replies as of a time (:t),
+# replies counted up to the cut (:cut, the decision) and within the window (:w) of the send.
+ARM_COUNTS = """
+WITH m AS (SELECT * FROM messages WHERE batch = :b),
+ev AS (
+  SELECT e.token,
+    MAX(e.kind IN ('bounce', 'dropped', 'blocked')) AS bounced,
+    MAX(e.kind IN ('unsubscribe', 'group_unsubscribe')) AS unsubscribed,
+    MAX(e.kind = 'spamreport') AS spam
+  FROM m CROSS JOIN events e ON e.token = m.token
+  WHERE e.at <= :t GROUP BY e.token),
+rp AS (
+  SELECT r.token,
+    MIN(CASE WHEN r.automatic = 0 THEN r.at END) AS first,
+    MAX(r.automatic) AS auto
+  FROM m CROSS JOIN replies r ON r.token = m.token
+  WHERE r.at <= :t GROUP BY r.token)
+SELECT m.arm,
+  COUNT(*) AS planned,
+  SUM(m.state = 'sent' AND m.sent_at <= :t) AS sent,
+  SUM(m.state = 'sent' AND m.sent_at <= :t AND rp.first IS NULL
+      AND COALESCE(ev.bounced, 0)) AS bounced,
+  SUM(m.state = 'sent' AND rp.first <= :cut AND rp.first <= m.sent_at + :w)
+      AS replied,
+  SUM(m.state = 'sent' AND (rp.first > m.sent_at + :w OR rp.first > :cut))
+      AS late_replies,
+  SUM(COALESCE(rp.auto, 0)) AS auto_replies,
+  SUM(COALESCE(ev.unsubscribed, 0)) AS unsubscribed,
+  SUM(COALESCE(ev.spam, 0)) AS spam_reports,
+  SUM(m.state = 'planned') AS unsent,
+  SUM(m.state = 'skipped') AS skipped,
+  SUM(m.state = 'failed') AS failed,
+  SUM(m.state IN ('sending', 'unknown')) AS unknown,
+  SUM(m.state = 'cancelled') AS cancelled
+FROM m LEFT JOIN ev ON ev.token = m.token LEFT JOIN rp ON rp.token = m.token
+GROUP BY m.arm
+"""
+
+
+class Counts(_Part):
+    """What a batch's A/B test reads: its counts per arm, and whether it may still send."""
 
     def arm_counts(
         self, batch: str, as_of: float, window_s: float, decided_at: float | None
@@ -567,42 +658,7 @@ class MailStore:
         auto-replies, unsubscribes, spam reports, and the message states."""
         cutoff = as_of if decided_at is None else min(as_of, decided_at)
         rows = self.db.execute(
-            """
-            WITH m AS (SELECT * FROM messages WHERE batch = :b),
-            ev AS (
-              SELECT e.token,
-                MAX(e.kind IN ('bounce', 'dropped', 'blocked')) AS bounced,
-                MAX(e.kind IN ('unsubscribe', 'group_unsubscribe')) AS unsubscribed,
-                MAX(e.kind = 'spamreport') AS spam
-              FROM m CROSS JOIN events e ON e.token = m.token
-              WHERE e.at <= :t GROUP BY e.token),
-            rp AS (
-              SELECT r.token,
-                MIN(CASE WHEN r.automatic = 0 THEN r.at END) AS first,
-                MAX(r.automatic) AS auto
-              FROM m CROSS JOIN replies r ON r.token = m.token
-              WHERE r.at <= :t GROUP BY r.token)
-            SELECT m.arm,
-              COUNT(*) AS planned,
-              SUM(m.state = 'sent' AND m.sent_at <= :t) AS sent,
-              SUM(m.state = 'sent' AND m.sent_at <= :t AND rp.first IS NULL
-                  AND COALESCE(ev.bounced, 0)) AS bounced,
-              SUM(m.state = 'sent' AND rp.first <= :cut AND rp.first <= m.sent_at + :w)
-                  AS replied,
-              SUM(m.state = 'sent' AND (rp.first > m.sent_at + :w OR rp.first > :cut))
-                  AS late_replies,
-              SUM(COALESCE(rp.auto, 0)) AS auto_replies,
-              SUM(COALESCE(ev.unsubscribed, 0)) AS unsubscribed,
-              SUM(COALESCE(ev.spam, 0)) AS spam_reports,
-              SUM(m.state = 'planned') AS unsent,
-              SUM(m.state = 'skipped') AS skipped,
-              SUM(m.state = 'failed') AS failed,
-              SUM(m.state IN ('sending', 'unknown')) AS unknown,
-              SUM(m.state = 'cancelled') AS cancelled
-            FROM m LEFT JOIN ev ON ev.token = m.token LEFT JOIN rp ON rp.token = m.token
-            GROUP BY m.arm
-            """,
-            {"b": batch, "t": as_of, "w": window_s, "cut": cutoff},
+            ARM_COUNTS, {"b": batch, "t": as_of, "w": window_s, "cut": cutoff}
         ).fetchall()
         out: dict[str, dict[str, int]] = {}
         for r in rows:
@@ -620,15 +676,22 @@ class MailStore:
         ).fetchone()
         return row[0], int(row[1] or 0)
 
-    def message(self, token: str) -> sqlite3.Row:
-        return self.db.execute("SELECT * FROM messages WHERE token = ?", (token,)).fetchone()
 
-    def messages(self, batch: str) -> list[sqlite3.Row]:
-        return self.db.execute(
-            "SELECT * FROM messages WHERE batch = ? ORDER BY seq", (batch,)
-        ).fetchall()
+class SimQueue(_Part):
+    """The simulated audience's clock (meta `sim_now`) and what it will post back, when."""
 
-    # -- the simulated audience's queue
+    def now(self) -> float | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'sim_now'").fetchone()
+        return float(row["value"]) if row else None
+
+    def set_now(self, when: float) -> None:
+        """Move the simulated clock forward (never back)."""
+        with self.store.transaction():
+            now = self.now()
+            if now is None or when > now:
+                self.db.execute(
+                    "INSERT OR REPLACE INTO meta VALUES ('sim_now', ?)", (repr(float(when)),)
+                )
 
     def queue(self, items: Iterable[tuple[str, float, str, dict[str, Any]]]) -> None:
         """Schedule simulated events (id, at, kind 'event' or 'inbound', payload); call inside

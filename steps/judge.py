@@ -1,0 +1,75 @@
+"""The judge: keep or discard a measured candidate against the champion now, by the study's
+rule, with the champion's runs and the study's noise as state.json holds them."""
+
+from __future__ import annotations
+
+from core.decide import Verdict
+from core.rules.base import Arms, Rule
+from evaluators.base import Measurement
+from steps.champion import counts
+from steps.records import Records
+from steps.trial import Candidate, Remeasure, Trial
+
+
+class Judge:
+    def __init__(self, rule: Rule, records: Records) -> None:
+        self.rule = rule
+        self.records = records
+
+    def needs_calibration(self) -> bool:
+        """A rule that calibrates its noise does so at the start and again on another machine."""
+        if not self.rule.calibrates or self.records.champion() is None:
+            return False
+        return not self.records.champion_runs.calibrated_here()
+
+    def decide(self, trial: Trial) -> Verdict | Remeasure:
+        """Keep or discard, against the champion now. A candidate built on an older champion
+        is never kept on that measurement alone: when it beats the champion now, its change is
+        to be applied again on that champion and measured again."""
+        assert trial.measurement is not None and trial.candidate is not None
+        current = self.records.champion_commit()
+        if trial.built_on == current:
+            return self.judge(trial.measurement, trial.candidate, trial.champion_runs)
+        verdict = self.judge(trial.measurement, trial.candidate)
+        champ = self.records.champion()
+        since = f"#{champ.experiment}" if champ else "the baseline"
+        if verdict.status != "keep":
+            why = f"built on {trial.built_on[:7]}; against the champion kept since ({since})"
+            return Verdict("discard", f"{why}: {verdict.reason}", f"{why}: {verdict.evidence}")
+        return Remeasure(current, f"the champion moved to {current[:7]} ({since})")
+
+    def judge(
+        self,
+        measurement: Measurement,
+        candidate: Candidate,
+        champion: list[float] | None = None,
+    ) -> Verdict:
+        """The rule's verdict on this measurement; measurements that differ in a tag (the
+        data's hash, say) are not comparable."""
+        assert measurement.metric is not None
+        runs = self.records.champion_runs
+        saved = runs.saved()
+        theirs = saved.get("tags", {})
+        mine_tags = measurement.tags
+        differ = [k for k in theirs.keys() & mine_tags.keys() if theirs[k] != mine_tags[k]]
+        if differ:
+            why = f"not comparable: {', '.join(differ)} differs from the champion's"
+            return Verdict("discard", why, why)
+        champion = champion or runs.samples()
+        cal = runs.calibration()
+        if cal.get("samples") == champion:  # the calibration runs are the champion arm:
+            cal = {}  # counting them again as noise would double their weight
+        mine = counts(measurement) if self.rule.needs_counts else None
+        base = saved.get("counts") if mine else None
+        return self.rule.decide(
+            Arms(
+                champion=champion,
+                candidate=list(measurement.samples) or [measurement.metric],
+                champion_counts=tuple(base) if base else None,
+                candidate_counts=mine,
+                noise_sigma=cal.get("sigma"),
+                noise_dof=len(cal["samples"]) - 1 if cal.get("samples") else None,
+                lines_added=candidate.lines_added,
+                lines_removed=candidate.lines_removed,
+            )
+        )

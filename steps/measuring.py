@@ -1,0 +1,72 @@
+"""Measuring as the study's rule needs it: a candidate once, repeated, or interleaved with the
+champion it is built on; the baseline; the noise of a rule that calibrates."""
+
+from __future__ import annotations
+
+from core.ledger import Status
+from core.workspace import GuardViolation
+from evaluators.base import Measurement
+from steps.instrument import Instrument
+from steps.records import Records
+from steps.slots import Slots
+from steps.trial import Candidate, Trial
+
+
+class Measuring:
+    def __init__(self, instrument: Instrument, slots: Slots, records: Records) -> None:
+        self.instrument = instrument
+        self.slots = slots
+        self.records = records
+        self.rule = records.study.rule
+
+    def candidate(self, trial: Trial) -> Measurement:
+        """The candidate, on the trial's slot, as the rule needs it measured."""
+        slot = self.slots[trial.slot]
+        if self.rule.paired:
+            champion = slot.champion.open_at(trial.built_on)
+            m, runs = self.instrument.paired(
+                slot.workspace, champion, trial.experiment, self.rule.repeats, slot.env
+            )
+            trial.champion_runs = runs
+        else:
+            m = self.instrument.repeat(
+                slot.workspace, trial.experiment, self.rule.repeats, slot.env
+            )
+        trial.measurement = m
+        return m
+
+    def start_baseline(self, trial: Trial) -> None:
+        """The trial is the unchanged artifact: the branch head, built on itself."""
+        head = self.records.repo.branch_head()
+        trial.description = "baseline"
+        trial.apply(Candidate(head, 0, 0), head)
+
+    def baseline(self, trial: Trial, measured: Measurement | None = None) -> tuple[Status, str]:
+        """The unchanged artifact, measured here (or by a worker: `measured`), as many times as
+        the rule's baseline needs: kept, crashed, or rejected when it broke a guard."""
+        self.start_baseline(trial)
+        try:
+            if measured is None:
+                self.slots[trial.slot].workspace.checkout(trial.commit)
+                measured = self.evaluate(trial.experiment, self.rule.baseline_runs)
+        except GuardViolation as exc:
+            return Status.REJECTED, str(exc)
+        trial.measurement = measured
+        if measured.status == "ok" and self.rule.calibrates:
+            self.records.save_calibration(measured)
+        return (Status.KEEP, "") if measured.status == "ok" else (Status.CRASH, measured.reason)
+
+    def calibrate(self) -> Measurement:
+        """The champion run as many times as the baseline (on slot 1): its spread is the noise.
+        Its logs are those of the next experiment's number, `-calibration`."""
+        self.slots[1].workspace.checkout(self.records.champion_commit())
+        label = f"{self.records.ledger.next_experiment()}-calibration"
+        m = self.evaluate(label, self.rule.baseline_runs)
+        if m.status == "ok":
+            self.records.save_calibration(m)
+        return m
+
+    def evaluate(self, label: int | str, runs: int = 1) -> Measurement:
+        """What slot 1 has checked out, measured `runs` times."""
+        slot = self.slots[1]
+        return self.instrument.repeat(slot.workspace, label, runs, slot.env)
