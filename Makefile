@@ -30,8 +30,9 @@ sandbox:
 demo: $(VENV)/.base sandbox
 	$(VENV)/bin/autoresearch run artifacts/cooling -n 20 --proposer auto
 
+# two workers, each taking whole files (their fixtures shared): half the time on two cores
 test: $(VENV)/.dev sandbox
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -9,10 +9,9 @@ when `lock_wait_s` says so.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import flow
 from prefect.context import FlowRunContext
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
@@ -22,8 +21,8 @@ from core.lock import StudyLock
 from core.workspace import Conflict
 from flows.experiment import experiment
 from steps.abtests import ABTests, asynchronous
-from steps.budget import Budget
 from steps.lab import Lab, ensure_startable
+from steps.plan import Plan
 from steps.plugins import load_study
 from steps.report import Summary
 from steps.trial import Launched, Remeasure, Stop, Trial
@@ -33,18 +32,18 @@ from tasks import (
     choose_researcher,
     claim,
     collect,
+    count,
     dashboard,
     holdout,
     launch,
+    next_trial,
     open_lab,
     prepare,
     publish,
     record,
     remeasure,
-    reserve,
     wait_until,
 )
-from tasks.progress import Progress
 
 
 @flow(name="campaign")
@@ -89,55 +88,33 @@ async def _campaign(
     parallel: int | None,
 ) -> Summary:
     lab = await open_lab(study, parallel)
-    first = lab.records.ledger.next_experiment()
     researcher = researcher or await choose_researcher(lab, proposer, seed)
     await prepare(lab, researcher)
-    budget = Budget(lab.study, experiments, minutes)
-    progress = Progress(lab.study.name, budget)
-    await progress.update()
-    run = _ab_tests if asynchronous(lab) else _in_parallel
-    await run(study, lab, researcher, budget, progress)
-    if budget.stop:
-        get_run_logger().warning(budget.stop)
-    await progress.update(note=budget.stop)
+    later = asynchronous(lab)
+    plan = Plan(lab, experiments, minutes, resume=not later)
+    await count(plan)
+    await (_ab_tests if later else _in_parallel)(study, lab, researcher, plan)
+    await count(plan, closing=True)
     await holdout(lab.holdout, at_end=True)
-    summary = await publish(lab)
-    overfitting = lab.holdout.overfitting_since(first)
-    return replace(summary, ran=budget.done, stop=budget.stop, overfitting=overfitting)
+    return plan.ended(await publish(lab))
 
 
-async def _in_parallel(
-    study: str, lab: Lab, researcher: Any, budget: Budget, progress: Progress
-) -> None:
-    """Up to one experiment per slot in flight, each a subflow; what a killed run left in
-    flight first, under its own numbers; the baseline first, alone."""
-    queue = lab.records.resumable()
+async def _in_parallel(study: str, lab: Lab, researcher: Any, plan: Plan) -> None:
+    """Up to one experiment per slot in flight, each a subflow of its own."""
     running: dict[asyncio.Task[Row | Stop], Trial] = {}
     with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):  # the campaign's is enough
         try:
             while True:
-                while len(running) < lab.slots.count and (queue or budget.more()):
-                    if lab.records.champion() is None and running:
-                        break  # the baseline first, alone
-                    if not running and lab.judge.needs_calibration():
+                while plan.may_start(len(running)):
+                    if plan.calibration_due(len(running)):
                         await calibrate(lab.measuring)
-                    trial = await claim(lab, queue.pop(0)) if queue else await _reserve(lab, budget)
-                    await _start(study, lab, researcher, trial, running)
+                    await _start(study, lab, researcher, await next_trial(plan), running)
                 if not running:
                     break
                 done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    lab.release(running.pop(task))
-                    budget.account(task.result())
-                await progress.update(len(running))
+                await count(plan, [(running.pop(t), t.result()) for t in done], len(running))
         finally:
             await _settle(running)
-
-
-async def _reserve(lab: Lab, budget: Budget) -> Trial:
-    trial = await reserve(lab)
-    budget.started += 1
-    return trial
 
 
 async def _start(
@@ -157,9 +134,7 @@ async def _start(
     await begun.wait()
 
 
-async def _ab_tests(
-    study: str, lab: Lab, researcher: Any, budget: Budget, progress: Progress
-) -> None:
+async def _ab_tests(study: str, lab: Lab, researcher: Any, plan: Plan) -> None:
     """Results that arrive days later: each round collects and decides what is due, launches
     new candidates up to the evaluator's `max_pending`, then lets time pass to the next due
     time (a simulated clock moves; on the real one the run ends and a scheduled one goes on).
@@ -167,11 +142,12 @@ async def _ab_tests(
     tests = ABTests(lab)
     await begin_ab_tests(lab)
     while True:
-        retry_at = await _collect_due(lab, tests, researcher, budget)
+        retry_at = await _collect_due(lab, tests, researcher, plan)
         retry_at = await _launch_unsent(lab, tests, retry_at)
-        retry_at = await _launch_new(study, lab, tests, researcher, budget, retry_at)
-        await progress.update(len(tests.launched()))
-        if budget.stop or not (tests.launched() or tests.unlaunched() or budget.more()):
+        retry_at = await _launch_new(study, lab, tests, researcher, plan, retry_at)
+        await count(plan, in_flight=len(tests.launched()))
+        more = plan.budget.more()
+        if plan.budget.stop or not (tests.launched() or tests.unlaunched() or more):
             break
         when = min((t for t in (tests.due(), retry_at) if t), default=None)
         if when is None or not await wait_until(lab, when):
@@ -179,7 +155,7 @@ async def _ab_tests(
     await dashboard(lab)  # what is in flight now, once a run
 
 
-async def _collect_due(lab: Lab, tests: ABTests, researcher: Any, budget: Budget) -> str | None:
+async def _collect_due(lab: Lab, tests: ABTests, researcher: Any, plan: Plan) -> str | None:
     """Each launched test collected; decided ones recorded; a keep whose champion was replaced
     meanwhile tested again on the champion now. When nothing could be sent: when to retry."""
     retry_at = None
@@ -198,7 +174,8 @@ async def _collect_due(lab: Lab, tests: ABTests, researcher: Any, budget: Budget
                 lab.release(trial)
         if decision is not None:
             async with lab.turn:
-                budget.account(await record(lab, trial, c, decision, researcher))
+                row = await record(lab, trial, c, decision, researcher)
+            await count(plan, [(None, row)], len(tests.launched()))
     return retry_at
 
 
@@ -219,22 +196,24 @@ async def _launch_new(
     lab: Lab,
     tests: ABTests,
     researcher: Any,
-    budget: Budget,
+    plan: Plan,
     retry_at: str | None,
 ) -> str | None:
     """New experiments (each proposed and launched by its subflow) while there is room."""
-    while tests.room() > 0 and budget.more() and not retry_at:
-        trial = await _reserve(lab, budget)
+    while tests.room() > 0 and plan.budget.more() and not retry_at:
+        trial = await next_trial(plan)
         try:
             out = await experiment.with_options(
                 flow_run_name=f"{lab.study.name}-{trial.experiment}"
             )(study, researcher=researcher, lab=lab, trial=trial)
-        finally:
+        except BaseException:
             lab.release(trial)
+            raise
         if isinstance(out, Launched):
+            lab.release(trial)
             retry_at = out.retry_at
         else:
-            budget.account(out)
+            await count(plan, [(trial, out)], len(tests.launched()))
     return retry_at
 
 

@@ -7,6 +7,7 @@ from tasks.decide import decide
 from tasks.evaluate import baseline, calibrate, measure
 from tasks.holdout import holdout
 from tasks.persist import persist, publish
+from tasks.plan import count, next_trial
 from tasks.prepare import choose_researcher, claim, open_lab, prepare, reserve
 from tasks.propose import propose
 
@@ -17,12 +18,14 @@ __all__ = [
     "calibrate",
     "choose_researcher",
     "claim",
+    "count",
     "collect",
     "dashboard",
     "decide",
     "holdout",
     "launch",
     "measure",
+    "next_trial",
     "open_lab",
     "persist",
     "prepare",
