@@ -164,6 +164,10 @@ class ABTests:
 
     # the dashboard -----------------------------------------------------------------------
 
+    def save_dashboard(self, text: str) -> None:
+        """The dashboard beside the ledger, for report.html."""
+        atomic_write(self.state_dir / "ab-tests.md", text + "\n")
+
     def dashboard(self) -> str:
         """Each test in flight: its arms' sent, delivered, replied, reply rate with its 95%
         interval, P(challenger better), and when it is due (markdown)."""

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from core import learnings
-from core.files import atomic_write, private
+from core.files import private
 from core.ledger import Champion, Ledger, Row
 from core.pending import Pending, Record, Stage
 from core.state import State
@@ -130,10 +130,6 @@ class Records:
     def save_calibration(self, m: Measurement) -> None:
         with self.own_files.writing():
             self.champion_runs.save_calibration(m)
-
-    def write_dashboard(self, text: str) -> None:
-        """The A/B tests in flight (markdown), for report.html."""
-        atomic_write(self.study.state_dir / "ab-tests.md", text + "\n")
 
     def unpublished(self) -> bool:
         """Has the ledger changed since its report was last published?"""

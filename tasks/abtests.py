@@ -81,8 +81,9 @@ async def wait_until(lab: Lab, when: str) -> bool:
 @task(name="dashboard", cache_policy=NO_CACHE)
 async def dashboard(lab: Lab) -> str:
     """The tests in flight, arm by arm, as a UI artifact (and for report.html)."""
-    text = await asyncio.to_thread(ABTests(lab).dashboard)
+    tests = ABTests(lab)
+    text = await asyncio.to_thread(tests.dashboard)
     key = f"{report.artifact_key(lab.study.name)}-ab-tests"
     await acreate_markdown_artifact(text, key=key, description="A/B tests in flight")
-    await asyncio.to_thread(lab.records.write_dashboard, text)
+    await asyncio.to_thread(tests.save_dashboard, text)
     return text
