@@ -323,6 +323,30 @@ def status(study: str, rows: int) -> None:
             )
         console.print(table)
     _print_summary(spec, ledger)
+    _print_proposers(spec, ledger)
+
+
+def _print_proposers(spec: Study, ledger: Ledger) -> None:
+    """Each proposer's keeps, spend and gain per dollar, when several proposed (a portfolio)."""
+    from steps import report
+
+    frame = report.proposers_frame(ledger.rows(), spec.metric.direction)
+    if len(frame) < 2:
+        return
+    table = Table(title="by proposer")
+    for col in ("proposer", "experiments", "keeps", "cost", "time", "gain", "gain per $"):
+        table.add_column(col, justify="left" if col == "proposer" else "right")
+    for r in frame.itertuples(index=False):
+        table.add_row(
+            escape(r.proposer),
+            str(r.experiments),
+            str(r.keeps),
+            f"${r.cost_usd:.4f}",
+            f"{r.duration_s:.0f}s",
+            f"{r.gain:.6g}",
+            "" if r.gain_per_usd != r.gain_per_usd else f"{r.gain_per_usd:.6g}",  # NaN: no spend
+        )
+    console.print(table)
 
 
 @main.command()

@@ -25,6 +25,7 @@ KINDS = Registry(
         "optuna": "proposers.optuna",
         "claude": "proposers.claude",
         "agent_cli": "proposers.agent_cli",
+        "portfolio": "proposers.portfolio",  # several of the others, drawn by a bandit
     },
 )
 
@@ -41,8 +42,17 @@ def kind(name: str) -> Kind:
 
 def writes_code(name: str) -> bool:
     """Whether candidates of the proposer called `name` (as results.tsv names it) may hold code
-    a model wrote: any name that is not a kind of ours may."""
-    return name not in KINDS or kind(name).writes_code
+    a model wrote: any name that is not a kind of ours may. A portfolio's member is named
+    `kind:name`, read as its kind; a portfolio itself `portfolio:a+b` (its members' names),
+    which writes code when one of its members does."""
+    if name in KINDS:
+        return kind(name).writes_code
+    base, colon, rest = name.partition(":")
+    if not colon or base not in KINDS:
+        return True
+    if base == "portfolio":
+        return any(writes_code(member) for member in rest.split("+"))
+    return kind(base).writes_code
 
 
 def config_for(study: Study, name: str) -> ProposerConfig:

@@ -32,7 +32,7 @@ from core.processes import kill_group
 from core.sandbox import HOST_IP, Sandbox, lent
 from core.secrets import allowed_environ, check_passenv, known_secrets, redact
 from core.study import ProposerConfig
-from proposers import prompt
+from proposers import novelty, prompt
 from proposers.base import Context, InvalidProposal, Kind, Learned, Outcome, Proposal, StopCampaign
 
 log = logging.getLogger(__name__)
@@ -114,6 +114,10 @@ class AgentCliProposer:
             self._restore(context, repo, head, before)
         hypothesis = hypothesis_from(stdout, self.secrets) or "change made by the agent CLI"
         key = prompt.files_key({**context.files, **files})
+        found = novelty.match(context.files, files, context.tried_changes, near=0.0)
+        if found is not None:  # an agent run is not continued: no second chance to give it
+            context.saved.exact += 1
+            raise InvalidProposal(novelty.refusal(found, context.study.metric.name))
         if key in context.tried:
             raise InvalidProposal("the agent repeated a change that was already tried")
         return Proposal(hypothesis=hypothesis, files=files, proposer=self.name, key=key)

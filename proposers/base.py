@@ -11,6 +11,7 @@ from typing import Protocol
 from core.ledger import Row
 from core.sandbox import Sandbox
 from core.study import ProposerConfig, Study
+from proposers.novelty import Saved, Tried
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,11 @@ class Context:
     # where a proposer that runs programs (an agent CLI) runs them: the worktree writable,
     # nothing of the study's state, .git, the user's files or the tool's; None: unsandboxed
     sandbox: Sandbox | None = None
+    # what was measured (or is being measured now), normalised, to refuse a proposal that
+    # repeats one (proposers.novelty); and the count of evaluations that saved, shared by the
+    # contexts of a campaign
+    tried_changes: list[Tried] = field(default_factory=list)
+    saved: Saved = field(default_factory=Saved)
 
     def is_protected(self, path: str) -> bool:
         """Is this repo-relative path a protected file, or inside a protected folder?"""

@@ -7,6 +7,9 @@ Faults are sorted by what the campaign should do about them:
   API refuses): StopCampaign with a clear message. The spend limit is a 429 that the SDK would
   retry after a long wait, so a middleware stops it at the first answer;
 - a model that cannot produce a usable change after two rounds of feedback: InvalidProposal.
+A proposal that repeats a tried candidate (`proposers.novelty`) goes back to the model with the
+earlier experiment, its status and metric: the same candidate once normalised is refused, a near
+one may be submitted again unchanged when the model holds that the difference matters.
 The API key goes to the SDK only; it is never logged and is scrubbed from every text we return.
 The SDK is imported when a proposer is built (it takes a second to import), not with the module.
 """
@@ -19,14 +22,14 @@ import logging
 import os
 import posixpath
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
 from core.secrets import holds_secret, known_secrets, redact
 from core.study import ProposerConfig, Strict
-from proposers import prompt
+from proposers import novelty, prompt
 from proposers.base import (
     Context,
     InvalidProposal,
@@ -340,6 +343,35 @@ def _feedback(message: Any, tool: str, reason: str, secrets: list[str]) -> list[
     ]
 
 
+@dataclass
+class Repeats:
+    """The proposals of one experiment that repeat a tried candidate, sent back to the model:
+    the same once normalised, or nearly the same (which the model may submit again, unchanged,
+    when it holds that they differ in a way that matters)."""
+
+    exact: set[str] = field(default_factory=set)  # proposal keys
+    near: set[str] = field(default_factory=set)
+
+    def check(self, context: Context, files: dict[str, str], key: str) -> None:
+        """Rejected, with the earlier experiment, when the proposal repeats one."""
+        found = novelty.match(context.files, files, context.tried_changes)
+        if found is None or (not found.exact and key in self.near):
+            return
+        metric = context.study.metric.name
+        if found.exact:
+            self.exact.add(key)
+            raise Rejected(f"{novelty.refusal(found, metric)}; propose a different idea")
+        self.near.add(key)
+        raise Rejected(novelty.near_request(found, metric))
+
+    def count(self, saved: novelty.Saved, kept: str | None) -> None:
+        """One evaluation saved when a repeat was sent back and not proposed in the end."""
+        if self.exact:
+            saved.exact += 1
+        elif self.near - {kept}:
+            saved.near += 1
+
+
 @dataclass(frozen=True)
 class Thread:
     """The conversation that produced a proposal, continued by learn() to report its outcome."""
@@ -485,32 +517,37 @@ class ClaudeProposer:
         system, messages = self._prefix(context, task)
         usage = Usage()
         reason = ""
+        repeats = Repeats()
         for _ in range(FEEDBACK_ROUNDS + 1):
             message = self._request(system, messages)
             usage += usage_of(message)
             try:
-                proposal = self._proposal(context, message, usage)
+                proposal = self._proposal(context, message, usage, repeats)
             except Rejected as why:
                 reason = str(why)
                 log.info("proposal rejected, asking again: %s", reason)
                 messages += _feedback(message, prompt.PROPOSE_TOOL, reason, self.secrets)
                 continue
+            repeats.count(context.saved, proposal.key)
             calls = [b.id for b in message.content if b.type == "tool_use"]
             said = {"role": "assistant", "content": _blocks(message, self.secrets)}
             thread = Thread(proposal.key, system, [*messages, said], calls, context.learnings)
             self.threads[proposal.key] = thread
             return proposal
+        repeats.count(context.saved, None)
         raise InvalidProposal(
             f"no usable proposal after {FEEDBACK_ROUNDS} retries: {reason}", usage, self.cost(usage)
         )
 
-    def _proposal(self, context: Context, message: Any, usage: Usage) -> Proposal:
+    def _proposal(self, context: Context, message: Any, usage: Usage, repeats: Repeats) -> Proposal:
         calls = _tool_calls(message, prompt.PROPOSE_TOOL)
         if not calls:
             raise Rejected(f"no `{prompt.PROPOSE_TOOL}` tool call in the reply")
         hypothesis, files = check_proposal(context, calls[0].input, self.secrets)
         key = prompt.files_key({**context.files, **files})
+        repeats.check(context, files, key)
         if key in context.tried:
+            repeats.exact.add(key)
             raise Rejected("this exact change was already tried; propose a different one")
         return Proposal(
             hypothesis=hypothesis,

@@ -21,6 +21,7 @@ from core.decide import Direction, gain
 from core.files import atomic_write
 from core.ledger import Ledger, Row, Status
 from core.secrets import known_secrets, redact
+from proposers.portfolio import row_gains
 
 if TYPE_CHECKING:
     from core.study import Study
@@ -164,6 +165,7 @@ def summary_markdown(
         f"Cost so far: **${s.cost_usd:.4f}** over {s.experiments} experiments "
         f"({tokens_in} tokens in, {tokens_out} out).",
     ]
+    lines += _proposers_markdown(proposers_frame(rows, metric.direction))
     if chart:
         lines += ["", chart]
     if report_path is not None:
@@ -283,6 +285,56 @@ def costs_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return by.reset_index()
 
 
+def proposers_frame(rows: list[Row], direction: Direction) -> pd.DataFrame:
+    """Each proposer's experiments, keeps, dollars, time and gain (what its kept changes gained
+    on the champion before each, as a portfolio weighs it), per dollar and per hour; the
+    baseline and the holdout checks are no proposer's."""
+    by: dict[str, dict[str, float]] = {}
+    for row, up in zip(rows, row_gains(rows, direction), strict=True):
+        if row.status == Status.HOLDOUT or row.proposer == "-":
+            continue
+        one = by.setdefault(row.proposer, dict.fromkeys(PROPOSER_COLUMNS[1:6], 0.0))
+        one["experiments"] += 1
+        one["keeps"] += row.kept
+        one[COST] += row.cost_usd
+        one[DURATION] += row.duration_s
+        one["gain"] += up
+    frame = pd.DataFrame(
+        [{PROPOSER: name, **one} for name, one in sorted(by.items())], columns=PROPOSER_COLUMNS
+    )
+    frame = frame.astype({"experiments": "int64", "keeps": "int64"})
+    frame["gain_per_usd"] = (frame["gain"] / frame[COST]).where(frame[COST] > 0)
+    frame["gain_per_hour"] = (frame["gain"] / (frame[DURATION] / 3600)).where(frame[DURATION] > 0)
+    return frame
+
+
+PROPOSER_COLUMNS = [PROPOSER, "experiments", "keeps", COST, DURATION, "gain"]
+
+
+def _proposers_html(frame: pd.DataFrame) -> list[str]:
+    """The table by proposer, when there are several (a portfolio's members, or campaigns)."""
+    if len(frame) < 2:
+        return []
+    return ["<h2>By proposer</h2>", _table(frame, "proposers")]
+
+
+def _proposers_markdown(frame: pd.DataFrame) -> list[str]:
+    if len(frame) < 2:
+        return []
+    lines = [
+        "",
+        "| proposer | experiments | keeps | cost | time | gain | gain per $ |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in frame.itertuples(index=False):
+        per_usd = "" if pd.isna(r.gain_per_usd) else f"{r.gain_per_usd:.6g}"
+        lines.append(
+            f"| {r.proposer} | {r.experiments} | {r.keeps} | ${r.cost_usd:.4f} "
+            f"| {r.duration_s:.0f}s | {r.gain:.6g} | {per_usd} |"
+        )
+    return lines
+
+
 def timeline_frame(frame: pd.DataFrame, metric: str, direction: str) -> pd.DataFrame:
     """The metric over time: one row per experiment, with the best so far."""
     out = frame[[EXPERIMENT, STARTED, STATUS, metric, DURATION, COST, COMMIT]].copy()
@@ -324,6 +376,7 @@ def report_html(study: Study, ledger: Ledger, png: bytes) -> str:
         _table(counts_frame(frame), "counts"),
         "<h2>Costs</h2>",
         _table(costs_frame(frame), "costs"),
+        *_proposers_html(proposers_frame(ledger.rows(), direction)),
         f"<h2>{html.escape(metric)} over time</h2>",
         _table(timeline_frame(frame, metric, direction), "timeline"),
         "<h2>Kept changes</h2>",
