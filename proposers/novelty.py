@@ -81,13 +81,14 @@ def _lines(path: str, text: str) -> str:
     marker = _comment_marker(path)
     out = []
     for raw in text.splitlines():
-        line = _without_comment(raw, marker) if marker else raw
+        line = (_without_comment(raw, marker) if marker else raw).rstrip()
         body = line.lstrip()
         if not body:
             continue
+        indent = line[: len(line) - len(body)]
         if marker:
             body = DECIMAL.sub(lambda m: repr(float(m.group())), body)
-        out.append(line[: len(line) - len(body)] + SPACES.sub(" ", body.rstrip()))
+        out.append(indent + SPACES.sub(" ", body))
     return "\n".join(out) + "\n" if out else ""
 
 
@@ -135,6 +136,14 @@ def change_lines(before: str, after: str) -> str:
     """What a change removes (`-line`) and adds (`+line`), of two normalised texts, in order;
     without line numbers, so that the same change on another champion reads the same."""
     a, b = before.splitlines(), after.splitlines()
+    same = 0  # the lines both open with, then those both end with: most changes are local
+    while same < min(len(a), len(b)) and a[same] == b[same]:
+        same += 1
+    a, b = a[same:], b[same:]
+    same = 0
+    while same < min(len(a), len(b)) and a[-1 - same] == b[-1 - same]:
+        same += 1
+    a, b = a[: len(a) - same], b[: len(b) - same]
     out: list[str] = []
     for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
         if tag != "equal":

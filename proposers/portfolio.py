@@ -74,7 +74,7 @@ class Member(Strict):
     @classmethod
     def _its_kinds_section(cls, data: Any) -> Any:
         """`{kind: claude, name: opus, model: ...}` -> name and the kind's own config."""
-        if not isinstance(data, dict) or "config" in data:
+        if not isinstance(data, dict) or data.keys() == {"name", "config"}:
             return data  # a Member's own fields (or not a section: the schema says so)
         section = dict(data)
         name = section.pop("name", section.get("kind"))
@@ -290,8 +290,8 @@ class PortfolioProposer:
         self.config = config
         self.seed = config.seed if seed is None else seed
         self.members: dict[str, Proposer] = {}
-        for member in config.members:
-            own = seed if seed is not None else None
+        for member in config.members:  # a seed given now, else the member's, else ours
+            own = seed
             if own is None and "seed" not in member.config.model_fields_set:
                 own = config.seed
             self.members[member.label] = kind(member.kind).create(member.config, own)

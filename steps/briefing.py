@@ -14,6 +14,7 @@ import git
 from core import learnings
 from core.ledger import Row, Status
 from core.sandbox import Sandbox
+from core.study import Study
 from core.workspace import Workspace, open_repo
 from proposers import novelty
 from proposers.base import Context, InvalidProposal, Learned, Outcome, Proposal, Proposer
@@ -34,12 +35,7 @@ class Briefing:
         self.study = records.study
         self.sandbox = sandbox
         self.saved = novelty.Saved()  # evaluations the duplicate checks saved, this campaign
-        self._git: git.Repo | None = None  # our own: its object readers are not shared
-        self._reading = threading.Lock()
-        self._blobs: dict[str, dict[str, str] | None] = {}  # commit -> path -> blob sha
-        self._tried: dict[str, tuple[str, dict[str, str]] | None] = {}  # commit -> its change
-        self._digests: dict[tuple[str, str], str | None] = {}  # (path, blob) -> normalised digest
-        self._texts: OrderedDict[str, str | None] = OrderedDict()  # blob -> text, the latest used
+        self.tried = TriedReader(records.study)
 
     def context(self, trial: Trial, workspace: Workspace) -> Context:
         """What the researcher reads: the champion as checked out in the trial's slot."""
@@ -60,13 +56,81 @@ class Briefing:
             tried={r.key for r in rows if r.key} | {p.key for p in flying if p.key},
             in_flight=flying,
             sandbox=self.sandbox(workspace),
-            tried_changes=self.tried_changes(rows, others),
+            tried_changes=self.tried.changes(rows, others),
             saved=self.saved,
         )
 
-    # what was tried -------------------------------------------------------------------
+    def refuse_duplicate(self, trial: Trial, proposal: Proposal) -> None:
+        """InvalidProposal (one evaluation saved) when the proposal, on the champion it was
+        made for, is a candidate already tried, or in flight, once normalised."""
+        if not proposal.files:
+            return
+        records = self.records
+        tried = self.tried.changes(records.ledger.rows(), records.in_flight(trial.experiment))
+        base = self.tried.files(trial.built_on or records.champion_commit())
+        if base is None:
+            return
+        found = novelty.match(base, proposal.files, tried, near=0.0)  # exact only
+        if found is not None and found.exact:
+            self.saved.exact += 1
+            reason = novelty.refusal(found, self.study.metric.name)
+            log.info("experiment %d refused: %s", trial.experiment, reason)
+            raise InvalidProposal(reason, proposal.usage, proposal.cost_usd)
 
-    def tried_changes(self, rows: list[Row], in_flight: list[Trial]) -> list[novelty.Tried]:
+    def last_crash(self, rows: list[Row]) -> str | None:
+        """The tail of the last crashed experiment's log (of several runs, the last written)."""
+        crashes = [r for r in rows if r.status == Status.CRASH]
+        if not crashes:
+            return None
+        rule = self.study.rule
+        runs = max(rule.repeats, rule.baseline_runs)
+        logs = [self.records.log_path(crashes[-1].experiment, i) for i in range(runs)]
+        found = [p for p in logs if p.exists()]
+        if not found:
+            return None
+        log = max(found, key=lambda p: p.stat().st_mtime_ns).read_text(errors="replace")
+        return "\n".join(log.splitlines()[-50:])
+
+    def outcome(self, trial: Trial, status: Status, reason: str) -> Outcome:
+        champ = self.records.champion()
+        m = trial.measurement
+        assert trial.proposal is not None
+        return Outcome(
+            proposal=trial.proposal,
+            status=status,
+            metric=m.metric if m else None,
+            champion_metric=champ.metric if champ else None,
+            reason=reason,
+            log_tail=m.log_tail if m else "",
+        )
+
+    def learn(
+        self,
+        researcher: Proposer,
+        trial: Trial,
+        workspace: Workspace,
+        status: Status,
+        reason: str,
+    ) -> Learned:
+        """The researcher's notes on this outcome, before its row lands (it reads the ledger)."""
+        context = self.context(trial, workspace)
+        return researcher.learn(context, self.outcome(trial, status, reason))
+
+
+class TriedReader:
+    """The candidates tried, read from git: each commit once, its editable files only, and
+    their texts normalised once per blob (a few hundred texts kept, the latest read)."""
+
+    def __init__(self, study: Study) -> None:
+        self.study = study
+        self._git: git.Repo | None = None  # our own: its object readers are not shared
+        self._reading = threading.Lock()
+        self._blobs: dict[str, dict[str, str] | None] = {}  # commit -> path -> blob sha
+        self._tried: dict[str, tuple[str, dict[str, str]] | None] = {}  # commit -> its change
+        self._digests: dict[tuple[str, str], str | None] = {}  # (path, blob) -> normalised digest
+        self._texts: OrderedDict[str, str | None] = OrderedDict()  # blob -> text, the latest used
+
+    def changes(self, rows: list[Row], in_flight: list[Trial]) -> list[novelty.Tried]:
         """Every candidate measured (kept, discarded, crashed: the baseline too, which changed
         nothing) and every one in flight, normalised. Each commit is read from git once, for
         its editable files only; a commit git no longer holds is left out."""
@@ -94,23 +158,10 @@ class Briefing:
                     )
         return sorted(out, key=lambda t: t.experiment)
 
-    def refuse_duplicate(self, trial: Trial, proposal: Proposal) -> None:
-        """InvalidProposal (one evaluation saved) when the proposal, on the champion it was
-        made for, is a candidate already tried, or in flight, once normalised."""
-        if not proposal.files:
-            return
-        records = self.records
-        tried = self.tried_changes(records.ledger.rows(), records.in_flight(trial.experiment))
+    def files(self, commit: str) -> dict[str, str] | None:
+        """The editable files' text at a commit (None: git does not hold it)."""
         with self._reading:
-            base = self._files(trial.built_on or records.champion_commit())
-        if base is None:
-            return
-        found = novelty.match(base, proposal.files, tried, near=0.0)  # exact only
-        if found is not None and found.exact:
-            self.saved.exact += 1
-            reason = novelty.refusal(found, self.study.metric.name)
-            log.info("experiment %d refused: %s", trial.experiment, reason)
-            raise InvalidProposal(reason, proposal.usage, proposal.cost_usd)
+            return self._files(commit)
 
     def _repo(self) -> git.Repo:
         if self._git is None:
@@ -162,7 +213,6 @@ class Briefing:
         return self._digests[key]
 
     def _files(self, commit: str) -> dict[str, str] | None:
-        """The editable files' text at a commit (not kept: the latest texts read are)."""
         blobs = self._blobs_at(commit) if commit else None
         if blobs is None:
             return None
@@ -206,42 +256,3 @@ class Briefing:
             if a != b:
                 change[path] = novelty.change_lines(a, b)
         return change
-
-    def last_crash(self, rows: list[Row]) -> str | None:
-        """The tail of the last crashed experiment's log (of several runs, the last written)."""
-        crashes = [r for r in rows if r.status == Status.CRASH]
-        if not crashes:
-            return None
-        rule = self.study.rule
-        runs = max(rule.repeats, rule.baseline_runs)
-        logs = [self.records.log_path(crashes[-1].experiment, i) for i in range(runs)]
-        found = [p for p in logs if p.exists()]
-        if not found:
-            return None
-        log = max(found, key=lambda p: p.stat().st_mtime_ns).read_text(errors="replace")
-        return "\n".join(log.splitlines()[-50:])
-
-    def outcome(self, trial: Trial, status: Status, reason: str) -> Outcome:
-        champ = self.records.champion()
-        m = trial.measurement
-        assert trial.proposal is not None
-        return Outcome(
-            proposal=trial.proposal,
-            status=status,
-            metric=m.metric if m else None,
-            champion_metric=champ.metric if champ else None,
-            reason=reason,
-            log_tail=m.log_tail if m else "",
-        )
-
-    def learn(
-        self,
-        researcher: Proposer,
-        trial: Trial,
-        workspace: Workspace,
-        status: Status,
-        reason: str,
-    ) -> Learned:
-        """The researcher's notes on this outcome, before its row lands (it reads the ledger)."""
-        context = self.context(trial, workspace)
-        return researcher.learn(context, self.outcome(trial, status, reason))

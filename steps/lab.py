@@ -123,6 +123,7 @@ class Lab:
         try:  # an agent CLI runs programs, as an evaluation does
             with self.records.own_files.watch():
                 proposal = researcher.propose(self.briefing.context(trial, workspace))
+                self.briefing.refuse_duplicate(trial, proposal)
         except Tampered as exc:
             trial.propose(Proposal(f"invalid proposal: {exc}", {}, researcher.name, ""))
             raise InvalidProposal(str(exc)) from None
