@@ -73,6 +73,7 @@ class Row:
     evidence: str = ""
     key: str = ""
     built_on: str = ""  # a confirmation: the champion the candidate was first measured against
+    parent: str = ""  # the commit the candidate was built on (the champion, or a tree's node)
     extra: dict[str, str] = field(default_factory=dict, compare=False)  # unknown columns
 
     @property
@@ -102,6 +103,7 @@ OURS = [
     "evidence",
     "key",
     "built_on",
+    "parent",
 ]
 INTS = {"experiment", "lines_added", "lines_removed"} | {c for c in OURS if c.startswith("tokens")}
 FLOATS = {"memory_gb", "duration_s", "cost_usd"}

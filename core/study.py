@@ -157,6 +157,16 @@ class LimitsConfig(Strict):
         return value
 
 
+class SearchConfig(Strict):
+    """Where the next candidate starts from (core.search): the champion (`greedy`), or any
+    measured node close behind it (`tree`), chosen by UCB over how far behind it is and how
+    often it was extended already."""
+
+    strategy: Literal["greedy", "tree"] = "greedy"
+    exploration: float = Field(0.5, ge=0)  # tree: UCB's weight on nodes extended less
+    margin: float = Field(0.1, gt=0)  # tree: how far behind the champion (a fraction of it)
+
+
 class BudgetConfig(Strict):
     experiments: int | None = Field(None, ge=1)
     minutes: float | None = Field(None, gt=0)
@@ -176,6 +186,7 @@ class StudyConfig(Strict):
     holdout: HoldoutConfig | None = None
     proposer: AnyProposer = AnyProposer()  # loaded with Kinds: the kind's own model
     budget: BudgetConfig = BudgetConfig()
+    search: SearchConfig = SearchConfig()
     sandbox: SandboxConfig = SandboxConfig()
     limits: LimitsConfig = LimitsConfig()
     stop_after_crashes: int = Field(5, ge=0)  # in a row; 0: never stop for crashes
@@ -440,4 +451,9 @@ def load_study(path: str | Path, kinds: Kinds | None = None) -> Study:
     if decision is not None:
         metric = config.metric.model_copy(update={"decision": decision})
         config = config.model_copy(update={"metric": metric})
-    return Study(config, folder, repo_root)
+    study = Study(config, folder, repo_root)
+    if config.search.strategy == "tree" and study.rule.paired:
+        why = "a tree compares each node with the champion's recorded runs, not beside it"
+        raise _format(file, [f"search.strategy: {why}: not with rule {study.rule.name} or "
+                             "rebaseline"])  # fmt: skip
+    return study

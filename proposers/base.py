@@ -87,6 +87,8 @@ class Context:
     # where a proposer that runs programs (an agent CLI) runs them: the worktree writable,
     # nothing of the study's state, .git, the user's files or the tool's; None: unsandboxed
     sandbox: Sandbox | None = None
+    # a tree search's node the files are taken from, when it is not the champion
+    node: Row | None = None
     # what was measured (or is being measured now), normalised, to refuse a proposal that
     # repeats one (proposers.novelty); and the count of evaluations that saved, shared by the
     # contexts of a campaign

@@ -111,6 +111,18 @@ def render_file(path: str, text: str) -> str:
     return f'<file path="{path}">\n{text}{tail}</file>'
 
 
+def files_origin(context: Context) -> str:
+    """Where the files shown come from: the champion, or a node a tree search extends."""
+    node = context.node
+    if node is None:
+        return "the champion: the best version so far"
+    value = f"{context.study.metric.name} = {format_metric(node.metric)}"
+    return (
+        f"experiment {node.experiment}, {value}: close behind the champion; a tree search "
+        "extends it to look past the champion's hill"
+    )
+
+
 def champion_value(context: Context) -> str | None:
     """The metric of the last kept (or baseline) experiment in the history, if any."""
     name = context.study.metric.name
@@ -179,7 +191,7 @@ def files_text(context: Context, agent: bool = False) -> str:
     blocks = "\n\n".join(render_file(show(p), t) for p, t in sorted(context.files.items()))
     protected = "\n".join(f"- {show(p)}" for p in context.protected) or "- (none)"
     return (
-        "# Editable files (the champion: the best version so far)\n\n"
+        f"# Editable files ({files_origin(context)})\n\n"
         f"{blocks}\n\n"
         "# Protected files (the fixed evaluator and its data: read-only)\n"
         f"{protected}\n{evaluator_line(context)}\n"

@@ -58,7 +58,15 @@ class Briefing:
             sandbox=self.sandbox(workspace),
             tried_changes=self.tried.changes(rows, others),
             saved=self.saved,
+            node=self.node(rows, trial.built_on),
         )
+
+    def node(self, rows: list[Row], built_on: str) -> Row | None:
+        """The row of the node the trial is built on, when that is not the champion."""
+        champ = self.records.champion()
+        if not built_on or champ is None or built_on.startswith(champ.commit):
+            return None
+        return next((r for r in rows if r.commit != "-" and built_on.startswith(r.commit)), None)
 
     def refuse_duplicate(self, trial: Trial, proposal: Proposal) -> None:
         """InvalidProposal (one evaluation saved) when the proposal, on the champion it was

@@ -12,9 +12,10 @@ from steps.trial import Candidate, Remeasure, Trial
 
 
 class Judge:
-    def __init__(self, rule: Rule, records: Records) -> None:
+    def __init__(self, rule: Rule, records: Records, rebase: bool = True) -> None:
         self.rule = rule
         self.records = records
+        self.rebase = rebase  # greedy: a candidate is kept only on top of the champion now
 
     def needs_calibration(self) -> bool:
         """A rule that calibrates its noise does so at the start and again on another machine."""
@@ -28,7 +29,7 @@ class Judge:
         to be applied again on that champion and measured again."""
         assert trial.measurement is not None and trial.candidate is not None
         current = self.records.champion_commit()
-        if trial.built_on == current:
+        if trial.built_on == current or not self.rebase:  # a tree's node may beat it anywhere
             return self.judge(trial.measurement, trial.candidate, trial.champion_runs)
         verdict = self.judge(trial.measurement, trial.candidate)
         champ = self.records.champion()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from core.ledger import Ledger, Row, Status
 from core.processes import kill_recorded
+from core.search import MEASURED, Search
 from core.secrets import redact
 from core.study import Study
 from core.tamper import Tampered
@@ -45,7 +46,8 @@ class Lab:
         )  # fmt: skip
         self.slots = Slots(study, self.repo, parallel or study.parallel)
         self.measuring = Measuring(self.instrument, self.slots, self.records)
-        self.judge = Judge(study.rule, self.records)
+        self.search = Search(study.config.search, study.metric.direction)
+        self.judge = Judge(study.rule, self.records, rebase=not self.search.tree)
         self.holdout = Holdout(study, self.records, self.repo, self.instrument)
         self.briefing = Briefing(self.records, self.sandboxes.of)
         self.turn = asyncio.Lock()  # whose turn it is to decide and record: one at a time
@@ -114,10 +116,13 @@ class Lab:
     # a candidate's way -------------------------------------------------------------------
 
     def propose(self, researcher: Proposer, trial: Trial) -> Proposal:
-        """The slot checked out at the champion, then the researcher's proposal for it: its
-        files are that champion's, so its commit is built on that champion even when another
-        slot moves the champion while the researcher thinks."""
-        trial.built_on = self.records.champion_commit()
+        """The slot checked out at the node the search chose (the champion, unless a tree says
+        otherwise), then the researcher's proposal for it: its files are that node's, so its
+        commit is built on it even when another slot moves the champion meanwhile."""
+        champ, rows = self.records.champion(), self.records.ledger.rows()
+        flying = [t.built_on for t in self.records.in_flight(trial.experiment)]
+        node = self.search.parent(rows, champ, flying) if champ else None
+        trial.built_on = self.repo.full(node) if node else self.records.champion_commit()
         workspace = self.slot(trial).workspace
         workspace.checkout(trial.built_on)
         try:  # an agent CLI runs programs, as an evaluation does
@@ -185,10 +190,11 @@ class Lab:
         """The experiment's row, with what learning cost, recorded; then the learnings. A kept
         candidate becomes the champion: the branch moves to it, then its row lands."""
         row = trial.row(status, reason).with_usage(learned.usage.columns(), learned.cost_usd)
-        if row.kept and trial.description != "baseline":
-            self.repo.advance(trial.commit, trial.built_on)
+        if row.kept and trial.description != "baseline":  # from the champion now
+            self.repo.advance(trial.commit, self.records.champion_commit())
         self.records.commit_row(row, trial.measurement)
-        self.repo.release(trial.experiment)
+        if not (self.search.tree and row.status in MEASURED):  # a tree's nodes stay reachable
+            self.repo.release(trial.experiment)
         if learned.text is not None:
             self.records.write_learnings(learned.text)
         return row

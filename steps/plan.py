@@ -64,6 +64,8 @@ class Plan:
         else:
             text, pct = f"{b.done} experiments done, running until stopped", 0.0
         text += f", {in_flight} in flight" if in_flight else ""
+        if tree := self.lab.search.describe(self.lab.records.ledger.rows()):
+            text += f"; {tree}"
         return min(pct, 100.0), f"{text}; {note}" if note else text
 
     def ended(self, summary: Summary) -> Summary:

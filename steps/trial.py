@@ -117,6 +117,7 @@ class Trial:
             evidence=" ".join([evidence, *tags]).strip(),
             key=p.key if p else "",
             built_on=self.first[0][:7] if self.first else "",
+            parent=self.built_on[:7] if self.built_on and self.built_on != self.commit else "",
             **tokens,
         )
 

@@ -15,8 +15,11 @@ FINAL = (StopCampaign, InvalidProposal)
 
 
 def _retry_unless_final(task, task_run, state) -> bool:  # noqa: ANN001 (Prefect's hook shape)
+    """Retry what may pass (a network error), never a proposal that cannot or a stop. The
+    state is read synchronously: in an async task, `result()` would be a coroutine that raises
+    nothing, and nothing would be retried."""
     try:
-        state.result()
+        state.result(_sync=True)
     except FINAL:
         return False
     except Exception:

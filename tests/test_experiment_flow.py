@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from proposers.base import InvalidProposal
 from steps.judge import Judge
 from steps.lab import Lab
 from tests.conftest import campaign, experiment, git
@@ -153,3 +154,35 @@ def test_cli_run_prints_each_experiment_and_the_summary(cooling):
     assert "#  3 " in result.output and "cooling: rmse (minimize)" in result.output
     status = CliRunner().invoke(main, ["status", str(cooling)])
     assert status.exit_code == 0 and "recent experiments" in status.output
+
+
+class Flaky:
+    """A researcher whose first call fails the way a network does, then proposes; or whose
+    every call is a proposal it cannot make."""
+
+    name = "flaky"
+
+    def __init__(self, first: Exception) -> None:
+        self.first, self.calls = first, 0
+
+    def propose(self, context):  # noqa: ANN001, ANN201
+        from proposers.base import Proposal
+
+        self.calls += 1
+        if self.calls == 1 or isinstance(self.first, InvalidProposal):
+            raise self.first
+        return Proposal("X down", {"study/model.py": "X = 4.0\n"}, self.name, "x4")
+
+    def learn(self, context, outcome):  # noqa: ANN001, ANN201
+        from proposers.base import Learned
+
+        return Learned()
+
+
+def test_a_failed_proposal_is_retried_one_that_cannot_be_made_is_not(make_study):
+    folder = make_study()
+    assert experiment(str(folder), researcher=Flaky(ConnectionError())).description == "baseline"
+    flaky = Flaky(ConnectionError("reset by peer"))
+    assert experiment(str(folder), researcher=flaky).status == "keep" and flaky.calls == 2
+    invalid = Flaky(InvalidProposal("no idea left"))
+    assert experiment(str(folder), researcher=invalid).status == "invalid" and invalid.calls == 1
