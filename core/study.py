@@ -158,13 +158,16 @@ class LimitsConfig(Strict):
 
 
 class SearchConfig(Strict):
-    """Where the next candidate starts from (core.search): the champion (`greedy`), or any
-    measured node close behind it (`tree`), chosen by UCB over how far behind it is and how
-    often it was extended already."""
+    """Where the next candidate starts from (core.search): the champion (`greedy`); any
+    measured node close behind it (`tree`), by UCB over how far behind it is and how often it
+    was extended; or the best of its island (`islands`), the best of all migrating to every
+    island every `migrate_every` experiments."""
 
-    strategy: Literal["greedy", "tree"] = "greedy"
+    strategy: Literal["greedy", "tree", "islands"] = "greedy"
     exploration: float = Field(0.5, ge=0)  # tree: UCB's weight on nodes extended less
     margin: float = Field(0.1, gt=0)  # tree: how far behind the champion (a fraction of it)
+    islands: int = Field(4, ge=2)  # islands: how many (experiment n is island (n - 2) % k)
+    migrate_every: int = Field(10, ge=1)  # islands: experiments between migrations
 
 
 class BudgetConfig(Strict):
@@ -452,8 +455,10 @@ def load_study(path: str | Path, kinds: Kinds | None = None) -> Study:
         metric = config.metric.model_copy(update={"decision": decision})
         config = config.model_copy(update={"metric": metric})
     study = Study(config, folder, repo_root)
-    if config.search.strategy == "tree" and study.rule.paired:
-        why = "a tree compares each node with the champion's recorded runs, not beside it"
-        raise _format(file, [f"search.strategy: {why}: not with rule {study.rule.name} or "
-                             "rebaseline"])  # fmt: skip
+    if config.search.strategy != "greedy" and study.rule.paired:
+        why = (
+            f"a {config.search.strategy} search compares each node with the champion's "
+            f"recorded runs: not with rule {study.rule.name} or rebaseline"
+        )
+        raise _format(file, [f"search.strategy: {why}"])
     return study

@@ -29,7 +29,7 @@ class Judge:
         to be applied again on that champion and measured again."""
         assert trial.measurement is not None and trial.candidate is not None
         current = self.records.champion_commit()
-        if trial.built_on == current or not self.rebase:  # a tree's node may beat it anywhere
+        if trial.built_on == current or not self.rebase:  # a node may beat it from anywhere
             return self.judge(trial.measurement, trial.candidate, trial.champion_runs)
         verdict = self.judge(trial.measurement, trial.candidate)
         champ = self.records.champion()

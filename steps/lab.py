@@ -47,7 +47,7 @@ class Lab:
         self.slots = Slots(study, self.repo, parallel or study.parallel)
         self.measuring = Measuring(self.instrument, self.slots, self.records)
         self.search = Search(study.config.search, study.metric.direction)
-        self.judge = Judge(study.rule, self.records, rebase=not self.search.tree)
+        self.judge = Judge(study.rule, self.records, rebase=self.search.greedy)
         self.holdout = Holdout(study, self.records, self.repo, self.instrument)
         self.briefing = Briefing(self.records, self.sandboxes.of)
         self.turn = asyncio.Lock()  # whose turn it is to decide and record: one at a time
@@ -116,12 +116,12 @@ class Lab:
     # a candidate's way -------------------------------------------------------------------
 
     def propose(self, researcher: Proposer, trial: Trial) -> Proposal:
-        """The slot checked out at the node the search chose (the champion, unless a tree says
-        otherwise), then the researcher's proposal for it: its files are that node's, so its
+        """The slot checked out at the node the search chose (the champion, unless a tree or
+        islands say otherwise), then the researcher's proposal for it: its files are that node's, so its
         commit is built on it even when another slot moves the champion meanwhile."""
         champ, rows = self.records.champion(), self.records.ledger.rows()
         flying = [t.built_on for t in self.records.in_flight(trial.experiment)]
-        node = self.search.parent(rows, champ, flying) if champ else None
+        node = self.search.parent(rows, champ, flying, trial.experiment) if champ else None
         trial.built_on = self.repo.full(node) if node else self.records.champion_commit()
         workspace = self.slot(trial).workspace
         workspace.checkout(trial.built_on)
@@ -193,7 +193,7 @@ class Lab:
         if row.kept and trial.description != "baseline":  # from the champion now
             self.repo.advance(trial.commit, self.records.champion_commit())
         self.records.commit_row(row, trial.measurement)
-        if not (self.search.tree and row.status in MEASURED):  # a tree's nodes stay reachable
+        if self.search.greedy or row.status not in MEASURED:  # other searches' nodes stay
             self.repo.release(trial.experiment)
         if learned.text is not None:
             self.records.write_learnings(learned.text)

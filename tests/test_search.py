@@ -52,18 +52,18 @@ def test_a_tree_extends_a_close_node_once_the_champions_children_fail() -> None:
         row(4, Status.DISCARD, 1.5, "c000001"),  # far behind: never extended
     ]
     champion = Champion("c000002", 1.0, 2)
-    assert tree.parent(rows, champion, []) == "c000002"
+    assert tree.parent(rows, champion, [], 5) == "c000002"
     failed = [Row(n, Status.INVALID, "x", parent="c000002") for n in (5, 6)]
-    assert tree.parent(rows + failed, champion, []) == "c000003"
-    assert tree.parent(rows + failed, champion, ["c000003" + "0" * 33]) == "c000002"  # in flight
+    assert tree.parent(rows + failed, champion, [], 7) == "c000003"
+    assert tree.parent(rows + failed, champion, ["c000003" + "0" * 33], 7) == "c000002"
     greedy = Search(SearchConfig(), "minimize")
-    assert greedy.parent(rows + failed, champion, []) == "c000002"
+    assert greedy.parent(rows + failed, champion, [], 7) == "c000002"
     assert tree.describe(rows) == "tree: 4 nodes, 2 deep"
 
 
 def test_a_tree_needs_a_rule_that_compares_with_the_recorded_champion(make_study) -> None:
     folder = make_study(decision="{rule: mannwhitney}", yaml_extra=TREE)
-    with pytest.raises(StudyError, match="search.strategy: a tree compares"):
+    with pytest.raises(StudyError, match="search.strategy: a tree search compares"):
         load_study(folder)
 
 
@@ -87,3 +87,48 @@ def test_greedy_stays_on_the_local_optimum_a_tree_gets_past_it(make_study) -> No
     assert len(measured) == len(set(measured))  # no node twice
     assert all(r.parent for r in rows[1:])  # every candidate names the node it was built on
     assert any(r.parent != prev.commit for prev, r in zip(rows, rows[1:], strict=False) if r.kept)
+
+
+def test_islands_climb_apart_until_the_best_migrates() -> None:
+    islands = Search(SearchConfig(strategy="islands", islands=2, migrate_every=4), "minimize")
+    rows = [
+        row(1, Status.KEEP, 3.0),
+        row(2, Status.KEEP, 2.0, "c000001"),  # island 1
+        row(3, Status.DISCARD, 2.5, "c000001"),  # island 2: its best, worse than island 1's
+        row(4, Status.KEEP, 1.8, "c000002"),  # island 1
+    ]
+    champion = Champion("c000004", 1.8, 4)
+    assert islands.parent(rows[:2], Champion("c000002", 2.0, 2), [], 3) == "c000001"
+    assert islands.parent(rows[:3], Champion("c000002", 2.0, 2), [], 4) == "c000002"
+    assert islands.parent(rows, champion, [], 5) == "c000004"  # migrated after experiment 4
+    assert islands.describe(rows) == "islands: best 1.8, 2.5"
+
+
+class Hop(Step):
+    """The nearest untried value above X (up to X + 3), else below."""
+
+    def propose(self, context: Context) -> Proposal:
+        x = int(re.search(r"X = (\d+)", context.files["study/model.py"]).group(1))  # type: ignore[union-attr]
+        for new in (x + 1, x + 2, x + 3, x - 1, x - 2):
+            if 0 <= new <= 9 and f"X={new}" not in context.tried:
+                files = {"study/model.py": f"X = {new}\n"}
+                return Proposal(f"X {x} -> {new}", files, self.name, f"X={new}")
+        raise InvalidProposal(f"every value near X = {x} was tried")
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_islands_resume_from_the_ledger_each_from_its_own_best(make_study) -> None:
+    islands = "search: {strategy: islands, islands: 2, migrate_every: 4}\n"
+    folder = make_study(DECEPTIVE, model="X = 0\n", yaml_extra=islands)
+    campaign(str(folder), experiments=4, researcher=Hop())
+    campaign(str(folder), experiments=4, researcher=Hop())  # resumed: the islands go on
+    rows = Lab.open(folder).records.ledger.rows()
+    search = Search(load_study(folder).config.search, "minimize")
+    measured = [r.commit for r in rows if r.status in (Status.KEEP, Status.DISCARD)]
+    assert len(measured) == len(set(measured)) and len(rows) == 8
+    for r in rows[1:]:  # each built on what its island (or the last migrant) had best
+        champ = next(x for x in reversed(rows[: r.experiment - 1]) if x.kept)
+        before = rows[: r.experiment - 1]
+        want = search.parent(before, Champion(champ.commit, champ.metric, champ.experiment),
+                             [], r.experiment)  # fmt: skip
+        assert r.parent == want, (r.experiment, r.parent, want)
