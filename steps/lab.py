@@ -117,8 +117,8 @@ class Lab:
 
     def propose(self, researcher: Proposer, trial: Trial) -> Proposal:
         """The slot checked out at the node the search chose (the champion, unless a tree or
-        islands say otherwise), then the researcher's proposal for it: its files are that node's, so its
-        commit is built on it even when another slot moves the champion meanwhile."""
+        islands say otherwise), then the researcher's proposal for it: its files are that
+        node's, so its commit is built on it even when another slot moves the champion."""
         champ, rows = self.records.champion(), self.records.ledger.rows()
         flying = [t.built_on for t in self.records.in_flight(trial.experiment)]
         node = self.search.parent(rows, champ, flying, trial.experiment) if champ else None

@@ -25,4 +25,11 @@ class Registries:
 
 def load_study(path: str | Path) -> study.Study:
     """Load and validate a study, every section checked by its kind (see core.study)."""
-    return study.load_study(path, Registries())
+    loaded = study.load_study(path, Registries())
+    strategy = loaded.config.search.strategy
+    if strategy != "greedy" and evaluators.kind(loaded.config.evaluator.kind).asynchronous:
+        raise study.StudyError(
+            f"{loaded.folder / study.STUDY_FILE}: search.strategy: an A/B test measures the "
+            f"candidate beside the champion; a {strategy} search builds on other nodes: use greedy"
+        )
+    return loaded

@@ -132,3 +132,18 @@ def test_islands_resume_from_the_ledger_each_from_its_own_best(make_study) -> No
         want = search.parent(before, Champion(champ.commit, champ.metric, champ.experiment),
                              [], r.experiment)  # fmt: skip
         assert r.parent == want, (r.experiment, r.parent, want)
+
+
+def test_results_that_arrive_later_search_greedily(make_study) -> None:
+    folder = make_study(yaml_extra="search: {strategy: tree}\n")
+    ab = (
+        "evaluator: {kind: http_ab, variant: [model.py],"
+        " launch: {url: 'http://127.0.0.1:9/t', id_path: id},"
+        " collect: {url: 'http://127.0.0.1:9/t/{id}', champion: [a, b], challenger: [c, d]}}\n"
+        "metric: {name: rate, direction: maximize, decision: {rule: beta_binomial}}\n"
+    )
+    lines = (folder / "study.yaml").read_text().splitlines(keepends=True)
+    kept = [line for line in lines if not line.startswith(("evaluator:", "metric:"))]
+    (folder / "study.yaml").write_text("".join(kept) + ab)
+    with pytest.raises(StudyError, match="search.strategy: an A/B test measures"):
+        load_study(folder)
