@@ -70,6 +70,15 @@ BENCHES = [  # those without a server first: the server starts meanwhile
         ),
     ),
     Bench(
+        "strategies.py",
+        (
+            r"^study +proposer +greedy +tree +islands",
+            r"^deceptive +step +25\+ \[-\] 0/2 +\d+ \[\d+-\d+\] 2/2",  # only the tree gets out
+            r"^plateau +step +25\+ \[-\] 0/2 +\d+ \[\d+-\d+\] 2/2",
+            r"^\d+\.\d s in all$",
+        ),
+    ),
+    Bench(
         "search.py",
         (
             r"^study +mutate +optuna tpe +optuna cmaes",
