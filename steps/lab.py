@@ -2,8 +2,9 @@
 candidate from a proposal to a commit and back.
 
 Its parts each have one job: `records` (ledger, state, candidates in flight, learnings),
-`measuring` (as the rule needs), `judge` (keep or discard), `holdout`, `briefing` (what the
-researcher reads). Opening a lab repairs whatever an interrupted run left: the branch goes back
+`sandboxes` (each evaluation's), `measuring` (as the rule needs), `search` (which node the next
+candidate is built on), `judge` (keep or discard), `holdout`, `briefing` (what the researcher
+reads). Opening a lab repairs whatever an interrupted run left: the branch goes back
 to the ledger's champion, every slot to a clean checkout of it, and the candidates it left in
 flight are kept to be resumed.
 """
