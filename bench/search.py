@@ -1,6 +1,6 @@
 """How many experiments each offline proposer needs to find the optimum of small numeric studies.
 
-Run: .venv/bin/python bench/search.py [--seeds 10] [--cap 100] [--jobs N]
+Run: .venv/bin/python bench/search.py [--seeds 10] [--cap 100] [--jobs N] [--no-quadratic]
      .venv/bin/python bench/search.py --smoke   # 1 seed, cap 5: that it still runs
 
 Each study is one editable file of `NAME = value` lines, scored in process by a known loss
@@ -13,9 +13,11 @@ sigma rule: the baseline runs 5 times to calibrate, each candidate runs 5 times 
 The figure is the number of experiments (after the baseline) until the champion's true loss is
 within 1% of the way from the baseline's loss to the optimum's, capped; the median over seeds,
 the quartiles, and how many seeds got there. Random search samples the same ranges as optuna
-(the study's `knobs` ranges, or optuna's defaults where it has none). Targets (issue 13): optuna
-needs at most half of mutate's experiments on the smooth studies, and mutate at most as many as
-random search.
+(the study's `knobs` ranges, or optuna's defaults where it has none). `hidden` is `bowl` without
+ranges: optuna searches its default ones. tpe and gp take optuna's quadratic steps, as by
+default (`--no-quadratic`: the samplers alone). Targets (issue 13): optuna with its default
+sampler (`auto`: gp where torch is installed) needs at most half of mutate's experiments on the
+smooth studies, and mutate at most as many as random search.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from core.rules.base import AnyDecision, Arms  # noqa: E402
 from core.study import AnyEvaluator, MetricConfig, Study, StudyConfig  # noqa: E402
 from proposers.base import Context, InvalidProposal, Proposer  # noqa: E402
 from proposers.mutate import MutateConfig, MutateProposer  # noqa: E402
-from proposers.optuna import OptunaConfig, OptunaProposer  # noqa: E402
+from proposers.optuna import OptunaConfig, OptunaProposer, auto_sampler  # noqa: E402
 
 PATH = "study/solution.py"
 TARGET = 0.01  # of the way from the baseline's loss to the optimum's
@@ -171,6 +173,7 @@ BOWL_RANGES = {name: (0.0, 5.0) for name in BOWL}
 PROBLEMS = [
     Problem("template", {"WEIGHT": 0.5}, template, smooth=False),
     Problem("bowl", BOWL, bowl, BOWL_RANGES),
+    Problem("hidden", BOWL, bowl),  # optuna's default ranges
     Problem("rosenbrock", {"X": 0.2, "Y": 0.1}, rosenbrock, {"X": (0.0, 2.0), "Y": (0.0, 2.0)}),
     Problem("noisy-bowl", BOWL, bowl, BOWL_RANGES, noise=0.02, smooth=False),
 ]
@@ -179,12 +182,17 @@ PROBLEMS = [
 HAS_TORCH = importlib.util.find_spec("torch") is not None  # optuna's GP sampler needs it
 
 
-def proposers(problem: Problem, seed: int) -> dict[str, MutateConfig | OptunaConfig]:
+def proposers(
+    problem: Problem, seed: int, quadratic: bool = True
+) -> dict[str, MutateConfig | OptunaConfig]:
     knobs = dict(problem.ranges)
     samplers = ["tpe", "cmaes", *(["gp"] if HAS_TORCH else [])]
     return {
         "mutate": MutateConfig(seed=seed),
-        **{f"optuna {s}": OptunaConfig(seed=seed, knobs=knobs, sampler=s) for s in samplers},
+        **{
+            f"optuna {s}": OptunaConfig(seed=seed, knobs=knobs, sampler=s, quadratic=quadratic)
+            for s in samplers
+        },
         "random": OptunaConfig(seed=seed, knobs=knobs, sampler="random"),
     }
 
@@ -220,10 +228,12 @@ def one_thread() -> None:
         torch.set_num_threads(1)
 
 
-def timed(problem: int, name: str, seed: int, cap: int) -> tuple[int | None, float]:
+def timed(
+    problem: int, name: str, seed: int, cap: int, quadratic: bool = True
+) -> tuple[int | None, float]:
     """One climb in a worker process, and its seconds."""
     began = time.perf_counter()
-    config = proposers(PROBLEMS[problem], seed)[name]
+    config = proposers(PROBLEMS[problem], seed, quadratic)[name]
     return climb(PROBLEMS[problem], config, seed, cap), time.perf_counter() - began
 
 
@@ -237,14 +247,20 @@ def summary(runs: list[int | None], cap: int) -> str:
     return f"{median:g}{more} [{q1:.0f}-{q3:.0f}] {reached}/{len(runs)}"
 
 
+def default_sampler(problem: Problem) -> str:
+    """The sampler optuna's default (`auto`) picks for this study."""
+    return auto_sampler(len(problem.start))
+
+
 def verdicts(problem: Problem, medians: dict[str, float]) -> str:
-    """The issue's targets, met or missed, for one study."""
+    """The issue's targets, met or missed, for one study (the default sampler's marked)."""
     mutate, random = medians["mutate"], medians["random"]
     out = [f"mutate <= random: {'met' if mutate <= random else 'MISSED'}"]
     if problem.smooth:
+        default = f"optuna {default_sampler(problem)}"
         for name in (n for n in medians if n.startswith("optuna")):
             met = "met" if medians[name] <= mutate / 2 else "MISSED"
-            out.append(f"{name} <= mutate/2: {met}")
+            out.append(f"{name}{' (default)' if name == default else ''} <= mutate/2: {met}")
     return f"{problem.name}: " + "; ".join(out)
 
 
@@ -253,6 +269,9 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--cap", type=int, default=100)
     parser.add_argument("--jobs", type=int, default=os.cpu_count())
+    parser.add_argument(
+        "--no-quadratic", dest="quadratic", action="store_false", help="the samplers alone"
+    )
     return parse_args(parser, SMOKE)
 
 
@@ -260,7 +279,7 @@ def main() -> None:
     args = arguments()
     names = list(proposers(PROBLEMS[0], 0))
     jobs = {
-        (i, name, seed): (i, name, seed, args.cap)
+        (i, name, seed): (i, name, seed, args.cap, args.quadratic)
         for i in range(len(PROBLEMS))
         for name in names
         for seed in range(args.seeds)
@@ -270,7 +289,12 @@ def main() -> None:
         done = dict(zip(jobs, pool.map(timed, *zip(*jobs.values(), strict=True)), strict=True))
     print(f"Experiments until the champion is within {TARGET:.0%} of the way from the baseline's")
     print(f"loss to the optimum's (cap {args.cap}): median [quartiles] seeds-reached, over")
-    print(f"{args.seeds} seeds; then the mean seconds a run took.\n")
+    print(
+        f"{args.seeds} seeds; then the mean seconds a run took. tpe and gp: "
+        + ("with quadratic steps (the default)." if args.quadratic else "the samplers alone.")
+    )
+    defaults = ", ".join(f"{p.name} {default_sampler(p)}" for p in PROBLEMS)
+    print(f"optuna's default sampler (auto): {defaults}.\n")
     print(f"{'study':12}" + "".join(f"{n:>26}" for n in names))
     lines = []
     for i, problem in enumerate(PROBLEMS):

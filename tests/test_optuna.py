@@ -1,5 +1,7 @@
 """The optuna proposer: the ledger is its memory, its knobs keep their ranges and their types,
-and it improves a study; mutate and optuna both improve the template of `autoresearch init`."""
+and it improves a study; its default (`auto`: gp with torch, else tpe; quadratic steps) takes a
+hidden quadratic to its optimum; mutate and optuna both improve the template of `autoresearch
+init`."""
 
 from __future__ import annotations
 
@@ -18,9 +20,24 @@ from core import rules
 from core.decide import gain
 from core.ledger import Row, Status
 from core.study import Study, StudyError
+from proposers import optuna as optuna_proposer
 from proposers.base import Proposer, StopCampaign
 from proposers.mutate import MutateConfig, MutateProposer
-from proposers.optuna import OptunaConfig, OptunaProposer, measured
+from proposers.optuna import (
+    GP_KNOBS,
+    QUADRATIC,
+    QUADRATIC_WAIT,
+    Measured,
+    OptunaConfig,
+    OptunaProposer,
+    Space,
+    auto_sampler,
+    default_range,
+    measured,
+    point_of,
+    quadratic_due,
+    quadratic_step,
+)
 from steps.plugins import load_study
 from tests.conftest import ROOT, commit_all
 
@@ -46,20 +63,20 @@ def written(files: dict[str, str], name: str) -> str:
     return m.group(1)
 
 
-@pytest.mark.parametrize("sampler", ["tpe", "cmaes"])
-def test_resumes_after_a_restart_without_repeating_a_point(sampler):
+@pytest.mark.parametrize(("sampler", "steps"), [("tpe", 24), ("cmaes", 24), ("auto", 14)])
+def test_resumes_after_a_restart_without_repeating_a_point(sampler, steps):
     """Two proposer objects take turns over one growing ledger, as a campaign stopped and
     started again would: no point twice, and each proposal is the one a brand-new proposer
-    with that seed and history makes."""
+    with that seed and history makes (auto: gp, and quadratic steps from the 11th point)."""
     config = OptunaConfig(seed=3, sampler=sampler)
     lab = lab_for(config)
     turns = [OptunaProposer(config), OptunaProposer(config)]
     keys = []
-    for n in range(24):
+    for n in range(steps):
         proposer, context = turns[n % 2], lab.context()
         assert proposer.propose(context) == OptunaProposer(config).propose(context)
         keys.append(lab.step(proposer).key)
-    assert len(set(keys)) == len(keys) == 24
+    assert len(set(keys)) == len(keys) == steps
     assert bowl(lab.files) < bowl({PATH: MODEL})
 
 
@@ -110,8 +127,27 @@ def test_never_proposes_a_point_in_flight():
     assert OptunaProposer(OptunaConfig(seed=0)).propose(busy).key != first.key
 
 
+def test_gp_asks_away_from_the_points_in_flight():
+    """Late in a search gp's best guess hardly moves between experiments: a second proposal
+    while the first is in flight goes elsewhere (1% or more), not a few digits beside it."""
+    pytest.importorskip("torch")
+    config = OptunaConfig(seed=0)
+    lab = lab_for(config)
+    for _ in range(16):
+        lab.step(OptunaProposer(config))
+    context = lab.context()
+    first = OptunaProposer(config).propose(context)
+    tried = context.tried | {first.key}
+    busy = replace(context, experiment=context.experiment + 1, in_flight=[first], tried=tried)
+    second = OptunaProposer(config).propose(busy)
+    a, b = point_of(first.key), point_of(second.key)
+    assert a is not None and b is not None and first.hypothesis.startswith("optuna gp: ")
+    assert max(abs(a[k] - b[k]) / abs(a[k]) for k in a) > 0.01, (first.key, second.key)
+
+
 def test_ranges_are_kept_and_integers_stay_integers():
-    config = OptunaConfig(seed=1, knobs={"RATE": (0.01, 0.1), "LAYERS": (2, 8), "OFFSET": None})
+    knobs = {"RATE": (0.01, 0.1), "LAYERS": (2, 8), "OFFSET": None}
+    config = OptunaConfig(seed=1, sampler="tpe", knobs=knobs)
     lab = lab_for(config)
     for _ in range(20):
         proposal = OptunaProposer(config).propose(lab.context())
@@ -121,16 +157,21 @@ def test_ranges_are_kept_and_integers_stay_integers():
         lab.step(OptunaProposer(config))
 
 
-def test_default_ranges_span_a_decade_either_side_of_the_start():
+def test_default_ranges_run_from_a_tenth_to_ten_times_the_start_on_a_linear_scale():
+    assert (default_range(0.05, False).low, default_range(0.05, False).high) == (0.005, 0.5)
+    assert not default_range(0.05, False).log
+    layers = default_range(4, True)
+    assert (layers.low, layers.high, layers.log) == (1, 40, False)
     config = OptunaConfig(seed=2, sampler="random")
     lab = lab_for(config)
-    seen = {"RATE": set(), "LAYERS": set()}
+    seen = {"RATE": [], "LAYERS": []}
     for _ in range(30):
         proposal = OptunaProposer(config).propose(lab.context())
-        seen["RATE"].add(float(written(proposal.files, "RATE")))
-        seen["LAYERS"].add(written(proposal.files, "LAYERS"))
+        seen["RATE"].append(float(written(proposal.files, "RATE")))
+        seen["LAYERS"].append(written(proposal.files, "LAYERS"))
         lab.step(OptunaProposer(config))
-    assert 0.005 <= min(seen["RATE"]) < 0.05 < max(seen["RATE"]) <= 0.5
+    assert 0.005 <= min(seen["RATE"]) and max(seen["RATE"]) <= 0.5
+    assert np.median(seen["RATE"]) > 0.15  # linear: most of the range lies above the start
     assert all(re.fullmatch(r"\d+", v) and 1 <= int(v) <= 40 for v in seen["LAYERS"])
 
 
@@ -170,6 +211,80 @@ def test_the_gaussian_process_sampler_models_the_ledger():
     keys = [lab.step(OptunaProposer(config)).key for _ in range(10)]
     assert len(set(keys)) == 10
     assert abs(float(written(lab.files, "OFFSET")) - 3.0) < 0.05  # the optimum, from 2.0
+
+
+@pytest.mark.parametrize("torch", [True, False], ids=["gp", "tpe-without-torch"])
+def test_the_default_takes_a_hidden_quadratic_below_half_in_30_experiments(monkeypatch, torch):
+    """The default config, no ranges given: `bowl` (three knobs, one an integer) from 7.25 to
+    below 0.5 within 30 experiments, with torch (gp) and without it (tpe)."""
+    if torch:
+        pytest.importorskip("torch")
+    monkeypatch.setattr(optuna_proposer, "has_torch", lambda: torch)
+    config = OptunaConfig(seed=0)
+    lab = lab_for(config)
+    assert bowl(lab.files) == 7.25
+    for _ in range(30):
+        row = lab.step(OptunaProposer(config))
+        assert row.description.startswith(
+            ("optuna quadratic: ", "optuna gp: " if torch else "optuna tpe: ")
+        )
+        if bowl(lab.files) < 0.5:
+            break
+    assert bowl(lab.files) < 0.5, lab.history[-1]
+
+
+def test_auto_is_gp_with_torch_and_few_knobs_else_tpe(monkeypatch):
+    monkeypatch.setattr(optuna_proposer, "has_torch", lambda: True)
+    assert (auto_sampler(1), auto_sampler(GP_KNOBS), auto_sampler(GP_KNOBS + 1)) == (
+        "gp",
+        "gp",
+        "tpe",
+    )
+    monkeypatch.setattr(optuna_proposer, "has_torch", lambda: False)
+    assert (auto_sampler(1), auto_sampler(GP_KNOBS + 1)) == ("tpe", "tpe")
+    proposal = OptunaProposer(OptunaConfig(seed=0)).propose(lab_for(OptunaConfig()).context())
+    assert proposal.hypothesis.startswith("optuna tpe: ")  # without torch: no error, tpe
+    with pytest.raises(StopCampaign, match="gp needs torch"):  # asked for by name: a clear stop
+        OptunaProposer(OptunaConfig(sampler="gp")).propose(lab_for(OptunaConfig()).context())
+
+
+def space_of(lab: SimLab, config: OptunaConfig) -> Space:
+    return OptunaProposer(config)._space(lab.context())[0]
+
+
+def test_a_quadratic_step_goes_to_the_minimum_of_the_fit_within_the_points_spread():
+    config = OptunaConfig(knobs={"RATE": (0.0, 1.0), "OFFSET": (0.0, 6.0)})
+    space = space_of(lab_for(config), config)
+    rate, offset = (lit.location for lit in space.knobs)
+
+    def bowl2(x: float, y: float) -> float:  # round in the unit square: (0.5, 3.2 / 6)
+        return (x - 0.5) ** 2 + ((y - 3.2) / 6) ** 2
+
+    def grid(f, xs: list[float], ys: list[float]) -> dict[str, Measured]:
+        return {f"{x},{y}": Measured({rate: x, offset: y}, f(x, y)) for x in xs for y in ys}
+
+    around = grid(bowl2, [0.2, 0.4, 0.6, 0.8], [1.2, 2.4, 3.6, 4.8])
+    assert quadratic_step(space, around, "minimize") == pytest.approx({rate: 0.5, offset: 3.2})
+    maximize = grid(lambda x, y: -bowl2(x, y), [0.2, 0.4, 0.6, 0.8], [1.2, 2.4, 3.6, 4.8])
+    assert quadratic_step(space, maximize, "maximize") == pytest.approx({rate: 0.5, offset: 3.2})
+    beside = quadratic_step(space, grid(bowl2, [0.45, 0.5, 0.55], [0.6, 0.9, 1.2]), "minimize")
+    spread = 6 * np.hypot(0.05, 0.1)  # the farthest point from the best one, (0.5, 1.2)
+    assert beside is not None and beside[rate] == pytest.approx(0.5)
+    assert beside[offset] == pytest.approx(1.2 + spread)  # towards 3.2, as far as the spread
+    assert quadratic_step(space, maximize, "minimize") is None  # no minimum
+    assert quadratic_step(space, dict(list(around.items())[:6]), "minimize") is None  # too few
+
+
+def test_a_quadratic_step_again_after_a_keep_and_some_experiments_after_a_miss():
+    def step(n: int, status: Status) -> Row:
+        return Row(n, status, QUADRATIC + "s.py:1:0 1 -> 2", metric=1.0, key=f"optuna s.py:1:0={n}")
+
+    baseline = Row(1, Status.KEEP, "baseline")
+    assert quadratic_due([baseline], 2)
+    assert quadratic_due([baseline, step(5, Status.KEEP)], 6)
+    missed = [baseline, step(5, Status.DISCARD)]
+    assert not quadratic_due(missed, 5 + QUADRATIC_WAIT)
+    assert quadratic_due(missed, 6 + QUADRATIC_WAIT)
 
 
 # The template of `autoresearch init`, scored by its formula ---------------------------------
