@@ -1,13 +1,18 @@
 """Plugins from other distributions: entry-point groups, each mapping a name (an evaluator kind,
 a proposer kind, a decision rule) to a module, read beside a registry's built-in names.
 
-A group is read afresh each time (a few milliseconds), so that a plugin installed while a
-process runs is seen by its next study.
+A scan of the installed distributions takes milliseconds and registries are asked several times
+an experiment: a group is read again only when a folder of `sys.path` changed (an install or an
+uninstall touches its folder) or the path itself did, so that a plugin installed while a process
+runs is still seen by its next study.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
+import os
+import sys
 import warnings
 from collections.abc import Iterator, Mapping
 from importlib.metadata import EntryPoint, entry_points
@@ -22,10 +27,26 @@ def _origin(entry: EntryPoint) -> str:
     return entry.dist.name if entry.dist else "an unknown distribution"
 
 
+def _path_stamp() -> tuple[tuple[str, int], ...]:
+    """sys.path with each folder's modification time: what an install or uninstall changes."""
+    stamp = []
+    for folder in sys.path:
+        try:
+            stamp.append((folder, os.stat(folder or ".").st_mtime_ns))
+        except OSError:
+            stamp.append((folder, 0))
+    return tuple(stamp)
+
+
+@functools.lru_cache(maxsize=16)
+def _scan(group_name: str, stamp: tuple[tuple[str, int], ...]) -> tuple[EntryPoint, ...]:
+    return tuple(entry_points(group=group_name))
+
+
 def _declared(group_name: str) -> dict[str, EntryPoint]:
     """Entry name -> its entry point; two distributions may not declare one name."""
     found: dict[str, EntryPoint] = {}
-    for entry in entry_points(group=group_name):
+    for entry in _scan(group_name, _path_stamp()):
         other = found.setdefault(entry.name, entry)
         if other.value != entry.value:
             raise PluginError(

@@ -12,7 +12,7 @@ import os
 import subprocess
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import yaml
 from pydantic import (
@@ -26,7 +26,10 @@ from pydantic import (
 
 from core import rules
 from core.ledger import KARPATHY, OURS
-from core.rules.base import AnyDecision, DecisionConfig, Rule
+from core.rules.config import AnyDecision, DecisionConfig
+
+if TYPE_CHECKING:
+    from core.rules.base import Rule
 
 STUDY_FILE = "study.yaml"
 

@@ -4,9 +4,7 @@
 from __future__ import annotations
 
 import re
-import secrets
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,24 +13,25 @@ import pytest
 from core.ledger import Row, Status
 from proposers import novelty
 from proposers.base import InvalidProposal, Learned
-from proposers.claude import ClaudeConfig, ClaudeProposer
+from proposers.claude import ClaudeProposer
 from proposers.mutate import MutateConfig, MutateProposer
 from steps.lab import Lab
 from steps.trial import Trial
 from tests.conftest import Scripted
 from tests.emulators.anthropic_api import AnthropicEmulator, edit, propose
 from tests.test_claude_proposer import (
-    EVALUATE_PY,
     MODEL_PY,
-    PROGRAM_MD,
-    STUDY_YAML,
     TARGET,
-    git,
+    emu,
+    folder,
+    key,
     make_context,
+    proposer,
     tool_results,
 )
 
 MODEL = "study/model.py"
+FIXTURES = (emu, folder, key)  # test_claude_proposer's, asked for here by name
 
 # Normalising ---------------------------------------------------------------------------
 
@@ -80,47 +79,15 @@ def test_changes_and_their_distance() -> None:
 # The claude proposer, in a lab ---------------------------------------------------------
 
 
-@pytest.fixture
-def key() -> str:
-    return "sk-ant-test-" + secrets.token_hex(16)
-
-
-@pytest.fixture
-def emu(key: str) -> Iterator[AnthropicEmulator]:
-    with AnthropicEmulator(api_key=key, min_cache_tokens=64) as server:
-        yield server
-
-
-@pytest.fixture
-def folder(tmp_path: Path) -> Path:
-    """test_claude_proposer's forecast study, committed."""
-    study = tmp_path / "repo" / "study"
-    study.mkdir(parents=True)
-    for name, text in [
-        ("study.yaml", STUDY_YAML),
-        ("model.py", MODEL_PY),
-        ("evaluate.py", EVALUATE_PY),
-        ("program.md", PROGRAM_MD),
-    ]:
-        (study / name).write_text(text)
-    git(study.parent, "init", "-q")
-    git(study.parent, "add", "-A")
-    git(study.parent, "commit", "-q", "-m", "baseline")
-    return study
-
-
 def claude(emu: AnthropicEmulator, key: str) -> ClaudeProposer:
-    config = ClaudeConfig(kind="claude", model="claude-sonnet-4-6", base_url=emu.url, timeout_s=5)
-    return ClaudeProposer(config, api_key=key, max_retries=0)
+    return proposer(emu, key, retries=0)
 
 
 def run(lab: Lab, researcher: object) -> Trial:
-    """One experiment: proposed (a duplicate refused, as Lab.propose does with
-    `refuse_duplicate`), applied, measured and recorded as discarded (the champion stays the
-    baseline)."""
+    """One experiment: proposed (a duplicate refused by Lab.propose), applied, measured and
+    recorded as discarded (the champion stays the baseline)."""
     trial = lab.reserve()
-    proposal = lab.propose(researcher, trial)  # type: ignore[arg-type]
-    lab.briefing.refuse_duplicate(trial, proposal)
+    lab.propose(researcher, trial)  # type: ignore[arg-type]
     lab.apply(trial)
     lab.measuring.candidate(trial)
     lab.finish(trial, Status.DISCARD, "", Learned())

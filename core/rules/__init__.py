@@ -6,11 +6,14 @@ entry-point group `autoresearch.rules`. A new rule is one file and one line here
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from core.decide import Direction
 from core.entrypoints import Registry
-from core.rules.base import DecisionConfig, Rule
+from core.rules.config import DecisionConfig
+
+if TYPE_CHECKING:
+    from core.decide import Direction
+    from core.rules.base import Rule
 
 RULES = Registry(
     "decision rule",
