@@ -30,9 +30,11 @@ sandbox:
 demo: $(VENV)/.base sandbox
 	$(VENV)/bin/autoresearch run artifacts/cooling -n 20 --proposer auto
 
-# two workers, each taking whole files (their fixtures shared): half the time on two cores
+# two workers, each taking whole files (their fixtures shared): half the time on two cores;
+# then, alone on the machine, the tests that time code (a busy neighbour blurs a timing)
 test: $(VENV)/.dev sandbox
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	$(PY) -m pytest -q -n 2 --dist loadfile -m "not serial"
+	$(PY) -m pytest -q -m serial
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -156,6 +156,7 @@ def model(body: dict[str, Any]) -> Reply | None:
     return None
 
 
+@pytest.mark.serial  # its rule times the renderers: a neighbour's load would blur them
 @pytest.mark.usefixtures("prefect_server")
 def test_a_speed_up_is_kept_a_broken_one_crashes_and_a_no_op_is_not_kept(
     study: Path, monkeypatch: pytest.MonkeyPatch
