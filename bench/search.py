@@ -17,7 +17,13 @@ the quartiles, and how many seeds got there. Random search samples the same rang
 ranges: optuna searches its default ones. tpe and gp take optuna's quadratic steps, as by
 default (`--no-quadratic`: the samplers alone). Targets (issue 13): optuna with its default
 sampler (`auto`: gp where torch is installed) needs at most half of mutate's experiments on the
-smooth studies, and mutate at most as many as random search.
+smooth studies, and mutate at most as many as random search. `portfolio` is mutate and optuna
+(its default sampler) behind one researcher; optuna reads mutate's points from the ledger too.
+Target (issue 18): the portfolio within 20% of its best member.
+
+Then the search strategies (greedy, tree, islands) on a smooth, a deceptive, a plateau and a
+noisy study, with a scripted model through the Messages API emulator and its dollars: the
+table of bench/strategies.py (its docstring says how).
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the bench package, run as a script
 
+from bench import strategies  # noqa: E402
 from bench._common import parse_args  # noqa: E402
 from core.decide import calibrate  # noqa: E402
 from core.ledger import Row, Status  # noqa: E402
@@ -46,6 +53,7 @@ from core.study import AnyEvaluator, MetricConfig, Study, StudyConfig  # noqa: E
 from proposers.base import Context, InvalidProposal, Proposer  # noqa: E402
 from proposers.mutate import MutateConfig, MutateProposer  # noqa: E402
 from proposers.optuna import OptunaConfig, OptunaProposer, auto_sampler  # noqa: E402
+from proposers.portfolio import PortfolioConfig, PortfolioProposer  # noqa: E402
 
 PATH = "study/solution.py"
 TARGET = 0.01  # of the way from the baseline's loss to the optimum's
@@ -119,7 +127,7 @@ class SimLab:
         return row
 
 
-def study_of(name: str, proposer: MutateConfig | OptunaConfig, rule: AnyDecision) -> Study:
+def study_of(name: str, proposer: Config, rule: AnyDecision) -> Study:
     """A study held in memory: study/solution.py, loss minimized under `rule`."""
     config = StudyConfig(
         name=name,
@@ -179,14 +187,17 @@ PROBLEMS = [
 ]
 
 
+STRATEGY_STUDIES = [p.name for p in strategies.PROBLEMS]  # smooth, deceptive, plateau, noisy
 HAS_TORCH = importlib.util.find_spec("torch") is not None  # optuna's GP sampler needs it
 
 
-def proposers(
-    problem: Problem, seed: int, quadratic: bool = True
-) -> dict[str, MutateConfig | OptunaConfig]:
+Config = MutateConfig | OptunaConfig | PortfolioConfig
+
+
+def proposers(problem: Problem, seed: int, quadratic: bool = True) -> dict[str, Config]:
     knobs = dict(problem.ranges)
     samplers = ["tpe", "cmaes", *(["gp"] if HAS_TORCH else [])]
+    optuna = OptunaConfig(seed=seed, knobs=knobs, quadratic=quadratic)  # its default sampler
     return {
         "mutate": MutateConfig(seed=seed),
         **{
@@ -194,16 +205,21 @@ def proposers(
             for s in samplers
         },
         "random": OptunaConfig(seed=seed, knobs=knobs, sampler="random"),
+        "portfolio": PortfolioConfig(
+            seed=seed, members=[MutateConfig(seed=seed).model_dump(), optuna.model_dump()]
+        ),
     }
 
 
-def make(config: MutateConfig | OptunaConfig) -> Proposer:
+def make(config: Config) -> Proposer:
     if isinstance(config, MutateConfig):
         return MutateProposer(config)
+    if isinstance(config, PortfolioConfig):
+        return PortfolioProposer(config)
     return OptunaProposer(config)
 
 
-def climb(problem: Problem, config: MutateConfig | OptunaConfig, seed: int, cap: int) -> int | None:
+def climb(problem: Problem, config: Config, seed: int, cap: int) -> int | None:
     """Experiments until the champion is within TARGET of the optimum; None past the cap."""
     rng = np.random.default_rng(seed)
 
@@ -256,6 +272,9 @@ def verdicts(problem: Problem, medians: dict[str, float]) -> str:
     """The issue's targets, met or missed, for one study (the default sampler's marked)."""
     mutate, random = medians["mutate"], medians["random"]
     out = [f"mutate <= random: {'met' if mutate <= random else 'MISSED'}"]
+    best = min(medians["mutate"], medians[f"optuna {default_sampler(problem)}"])
+    met = "met" if medians["portfolio"] <= 1.2 * best else "MISSED"
+    out.append(f"portfolio <= 1.2 x its best member: {met}")
     if problem.smooth:
         default = f"optuna {default_sampler(problem)}"
         for name in (n for n in medians if n.startswith("optuna")):
@@ -308,6 +327,9 @@ def main() -> None:
         print(f"{problem.name:12}" + "".join(f"{c:>26}" for c in cells))
         lines.append(verdicts(problem, medians))
     print("\n" + "\n".join(lines))
+    print("\nSearch strategies and a scripted model (bench/strategies.py):")
+    studies = ["deceptive"] if args.smoke else STRATEGY_STUDIES
+    strategies.table(args.seeds, strategies.SMOKE["cap"] if args.smoke else 40, studies, args.jobs)
     print(f"\n{time.perf_counter() - began:.0f} s in all, {args.jobs} processes")
 
 

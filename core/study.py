@@ -167,7 +167,7 @@ class SearchConfig(Strict):
     island every `migrate_every` experiments."""
 
     strategy: Literal["greedy", "tree", "islands"] = "greedy"
-    exploration: float = Field(0.5, ge=0)  # tree: UCB's weight on nodes extended less
+    exploration: float = Field(1.0, ge=0)  # tree: UCB's weight on nodes extended less
     margin: float = Field(0.1, gt=0)  # tree: how far behind the champion (a fraction of it)
     islands: int = Field(4, ge=2)  # islands: how many (experiment n is island (n - 2) % k)
     migrate_every: int = Field(10, ge=1)  # islands: experiments between migrations

@@ -180,11 +180,22 @@ def point_of(key: str) -> Point | None:
     return {loc: float(value) for loc, value in PAIR_RE.findall(key)}
 
 
+def moves_of(key: str) -> dict[str, str] | None:
+    """The knobs a numeric proposer's row set, as written: the `loc=value` pairs of optuna's key
+    or mutate's; None for a row of any other proposer."""
+    body = key.removeprefix(KEY_PREFIX)
+    pairs = PAIR_RE.findall(body)
+    if not pairs or " ".join(f"{loc}={value}" for loc, value in pairs) != body:
+        return None
+    return dict(pairs)
+
+
 def starts(history: list[Row]) -> dict[str, str]:
-    """Each knob's value when the search first moved it (the descriptions' `loc old -> new`)."""
+    """Each knob's value when a numeric proposer first moved it (the descriptions'
+    `loc old -> new`)."""
     found: dict[str, str] = {}
     for row in history:
-        if point_of(row.key) is not None:
+        if moves_of(row.key) is not None:
             for loc, old in MOVE_RE.findall(row.description):
                 found.setdefault(loc, old)
     return found
@@ -198,13 +209,29 @@ class Measured:
     value: float | None
 
 
-def measured(history: list[Row]) -> dict[str, Measured]:
-    """Every point the search measured, by key, oldest first."""
-    return {
-        row.key: Measured(point, row.metric if row.status in MEASURED else None)
-        for row in history
-        if (point := point_of(row.key)) is not None
-    }
+def measured(history: list[Row], knobs: list[Number]) -> dict[str, Measured]:
+    """Every point of the knobs measured, by key, oldest first: each row of a numeric proposer
+    (optuna's or mutate's) is the node it was built on (its parent, else the champion then)
+    with its moves. So the members of a portfolio search on each other's measurements."""
+    locations = [lit.location for lit in knobs]
+    begun = starts(history)
+    champion = {lit.location: begun.get(lit.location, lit.text) for lit in knobs}
+    at: dict[str, dict[str, str]] = {}  # commit -> its knobs, as written
+    found: dict[str, Measured] = {}
+    for row in history:
+        moves = moves_of(row.key)
+        if moves is None or not moves.keys() <= set(locations):
+            continue
+        texts = at.get(row.parent, champion) | moves
+        if row.commit:
+            at[row.commit] = texts
+        if row.kept:
+            champion = texts
+        written = {loc: texts[loc] for loc in locations}
+        point = {loc: float(text) for loc, text in written.items()}
+        value = row.metric if row.status in MEASURED else None
+        found[key_of(written)] = Measured(point, value)
+    return found
 
 
 def key_of(texts: dict[str, str]) -> str:
@@ -399,7 +426,7 @@ class OptunaProposer:
 
     def propose(self, context: Context) -> Proposal:
         space, champion = self._space(context)
-        history = measured(context.history)
+        history = measured(context.history, space.knobs)
         busy = context.tried | {key_of(space.write(champion))}  # in-flight keys included
         sampler = self.sampler(space)
         for label, params in self._asks(context, space, champion, history, sampler):
@@ -470,7 +497,8 @@ class OptunaProposer:
             raise InvalidProposal("no numeric literal to search in any editable file")
         champion = {lit.location: lit.value for lit in knobs}
         begun = starts(context.history)
-        seen = [point_of(r.key) or {} for r in context.history] + [champion]
+        moved = [moves_of(r.key) or {} for r in context.history]
+        seen = [{loc: float(v) for loc, v in m.items()} for m in moved] + [champion]
         dists: dict[str, Distribution] = {}
         for lit in knobs:
             loc = lit.location

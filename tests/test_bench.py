@@ -73,8 +73,11 @@ BENCHES = [  # those without a server first: the server starts meanwhile
         "strategies.py",
         (
             r"^study +proposer +greedy +tree +islands",
-            r"^deceptive +step +25\+ \[-\] 0/2 +\d+ \[\d+-\d+\] 2/2",  # only the tree gets out
-            r"^plateau +step +25\+ \[-\] 0/2 +\d+ \[\d+-\d+\] 2/2",
+            r"^deceptive +step +15\+ \[-\] 0/1 +13 \[13-13\] 1/1",  # only the tree gets out
+            # the real Claude proposer, its novelty checks and learnings, through the emulator
+            r"^deceptive +model +15\+ \[-\] 0/1 \$\d\.\d\d +13 \[13-13\] 1/1 \$\d\.\d\d",
+            r"^plateau +model +15\+ \[-\] 0/1 \$\d\.\d\d +\d+ \[\d+-\d+\] 1/1 \$",
+            r"^plateau +portfolio ",
             r"^\d+\.\d s in all$",
         ),
     ),
@@ -83,7 +86,8 @@ BENCHES = [  # those without a server first: the server starts meanwhile
         (
             r"^study +mutate +optuna tpe +optuna cmaes",
             r"^bowl( +\d+(\.\d+)?\+? \[\d+-\d+\] \d/1 +\d+\.\ds){4}",
-            r"^noisy-bowl: mutate <= random: (met|MISSED)$",
+            r"^noisy-bowl: mutate <= random: (met|MISSED); portfolio <= 1\.2 x its best member",
+            r"^deceptive +model +15\+ \[-\] 0/1 \$\d\.\d\d +13 \[13-13\] 1/1",
             r"^\d+ s in all, 2 processes$",
         ),
     ),

@@ -22,7 +22,7 @@ from core.ledger import Row, Status
 from core.study import Study, StudyError
 from proposers import optuna as optuna_proposer
 from proposers.base import Proposer, StopCampaign
-from proposers.mutate import MutateConfig, MutateProposer
+from proposers.mutate import MutateConfig, MutateProposer, knob_literals
 from proposers.optuna import (
     GP_KNOBS,
     QUADRATIC,
@@ -103,17 +103,24 @@ def test_a_fresh_proposer_searches_where_the_ledger_says(sampler):
 
 
 def test_the_ledger_is_the_history_discards_count_and_crashes_fail():
+    knobs = knob_literals({"s.py": "X = 0.5\nY = 2.0\n"}, [])
     history = [
         Row(1, Status.KEEP, "baseline", metric=9.0),
-        Row(2, Status.DISCARD, "optuna tpe: a", metric=12.0, key="optuna s.py:1:0=0.3"),
-        Row(3, Status.CRASH, "optuna tpe: b", key="optuna s.py:1:0=0.9"),
-        Row(4, Status.DISCARD, "mutate s.py:1:0 0.5 -> 0.6", metric=11.0, key="s.py:1:0=0.6"),
+        Row(
+            2, Status.DISCARD, "optuna tpe: a", metric=12.0, key="optuna s.py:1:0=0.3 s.py:2:0=1.0"
+        ),
+        Row(3, Status.CRASH, "optuna tpe: b", key="optuna s.py:1:0=0.9 s.py:2:0=1.5"),
+        Row(4, Status.KEEP, "mutate s.py:1:0 0.5 -> 0.6", metric=8.0, key="s.py:1:0=0.6"),
+        Row(5, Status.DISCARD, "mutate s.py:2:0 2.0 -> 2.5", metric=8.5, key="s.py:2:0=2.5"),
+        Row(6, Status.DISCARD, "a model's change", metric=7.0, key="sha256:9f2c"),
     ]
-    points = measured(history)
-    assert {k: (m.point, m.value) for k, m in points.items()} == {
-        "optuna s.py:1:0=0.3": ({"s.py:1:0": 0.3}, 12.0),
-        "optuna s.py:1:0=0.9": ({"s.py:1:0": 0.9}, None),
-    }
+    points = measured(history, knobs)
+    assert [(m.point, m.value) for m in points.values()] == [
+        ({"s.py:1:0": 0.3, "s.py:2:0": 1.0}, 12.0),
+        ({"s.py:1:0": 0.9, "s.py:2:0": 1.5}, None),
+        ({"s.py:1:0": 0.6, "s.py:2:0": 2.0}, 8.0),  # mutate's move, from the baseline
+        ({"s.py:1:0": 0.6, "s.py:2:0": 2.5}, 8.5),  # and from the champion it kept
+    ]
 
 
 def test_never_proposes_a_point_in_flight():
