@@ -231,6 +231,10 @@ class Interrupts:
         )
 
 
+# how each outcome shows (rejected and invalid: yellow)
+COLOURS = {"keep": "green", "discard": "dim", "crash": "red", "holdout": "cyan", "screened": "blue"}
+
+
 def _watch(ledger: Ledger, planned: int | None, done: threading.Event) -> None:
     """Show progress from the ledger itself, the one place every experiment lands."""
     start = len(ledger.rows())
@@ -241,14 +245,13 @@ def _watch(ledger: Ledger, planned: int | None, done: threading.Event) -> None:
         TimeElapsedColumn(),
         TextColumn("{task.description}"),
     ]
-    colour = {"keep": "green", "discard": "dim", "crash": "red", "holdout": "cyan"}
     with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task("", total=planned)
         while True:
             finished = done.wait(0.5)
             rows = ledger.rows()
             for r in rows[start:]:
-                style = colour.get(r.status, "yellow")
+                style = COLOURS.get(r.status, "yellow")
                 console.print(
                     f"#{r.experiment:>3} [{style}]{r.status:<8}[/{style}] "
                     f"{format_metric(r.metric):>12} {r.description}",
@@ -287,7 +290,7 @@ def _print_summary(spec: Study, ledger: Ledger) -> None:
         console.print("No baseline yet.")
         return
     table = Table(title=f"{spec.name}: {ledger.metric} ({spec.metric.direction})")
-    for col in ("baseline", "best", "gain", "kept", "discarded", "crashed", "other"):
+    for col in ("baseline", "best", "gain", "kept", "discarded", "crashed", "screened", "other"):
         table.add_column(col, justify="right")
     pct = f" ({s.gain_pct:.1f}%)" if s.gain_pct is not None else ""
     table.add_row(
@@ -297,6 +300,7 @@ def _print_summary(spec: Study, ledger: Ledger) -> None:
         str(s.keep - 1),  # the baseline is no kept change
         str(s.discard),
         str(s.crash),
+        str(s.screened),
         str(s.rejected + s.invalid),
     )
     console.print(table)
@@ -323,7 +327,46 @@ def status(study: str, rows: int) -> None:
             )
         console.print(table)
     _print_summary(spec, ledger)
+    _print_suspects(ledger)
+    _print_pareto(spec, ledger)
     _print_proposers(spec, ledger)
+
+
+def _print_suspects(ledger: Ledger) -> None:
+    """The keeps the audit doubts, if any: why, and what re-measuring them found."""
+    from steps import report
+
+    doubted = report.suspects(ledger.rows())
+    if not doubted:
+        return
+    table = Table(title=f"suspect keeps ({len(doubted)})")
+    for col in ("experiment", "commit", "status", "why, and what re-measuring found"):
+        table.add_column(col)
+    for r in doubted:
+        table.add_row(str(r.experiment), r.commit, r.status, escape(r.suspect))
+    console.print(table)
+
+
+def _print_pareto(spec: Study, ledger: Ledger) -> None:
+    """The Pareto front, for a study with several objectives (the champion marked)."""
+    from steps import report
+
+    found = report.pareto(spec, ledger.rows())
+    if found is None:
+        return
+    table = Table(title=f"Pareto front: {escape(found.title())}", caption=escape(found.note()))
+    for col in ("", "experiment", "commit", *found.names, "description"):
+        table.add_column(escape(col), justify="right" if col in found.names else "left")
+    for p in found.front:
+        mark = found.mark(p)
+        table.add_row(
+            "[bold red]champion[/bold red]" if mark == "champion" else mark,
+            str(p.experiment),
+            p.commit,
+            *(f"{v:.6g}" for v in p.values),
+            escape(p.description[:60]),
+        )
+    console.print(table)
 
 
 def _print_proposers(spec: Study, ledger: Ledger) -> None:

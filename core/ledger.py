@@ -28,6 +28,7 @@ class Status(StrEnum):
     REJECTED = "rejected"  # the candidate overstepped a guard before or while it ran
     INVALID = "invalid"  # the proposer produced no usable change
     HOLDOUT = "holdout"  # the champion scored on held-out data, not an experiment
+    SCREENED = "screened"  # stopped by a cheap stage of the evaluation; never fully measured
 
 
 class LedgerError(ValueError):
@@ -74,6 +75,10 @@ class Row:
     key: str = ""
     built_on: str = ""  # a confirmation: the champion the candidate was first measured against
     parent: str = ""  # the commit the candidate was built on (the champion, or a tree's node)
+    # the evaluator's other numbers, and each screening stage's as `screen.<stage>`
+    secondary: dict[str, float] = field(default_factory=dict)
+    constraint: str = ""  # the constraint a discarded candidate broke
+    suspect: str = ""  # why the audit of a keep doubts it, and what re-measuring it found
     extra: dict[str, str] = field(default_factory=dict, compare=False)  # unknown columns
 
     @property
@@ -104,6 +109,9 @@ OURS = [
     "key",
     "built_on",
     "parent",
+    "secondary",
+    "constraint",
+    "suspect",
 ]
 INTS = {"experiment", "lines_added", "lines_removed"} | {c for c in OURS if c.startswith("tokens")}
 FLOATS = {"memory_gb", "duration_s", "cost_usd"}
@@ -244,7 +252,20 @@ class Ledger:
         return True
 
 
+def numbers_text(values: dict[str, float]) -> str:
+    """The secondary column: `name=value name=value`."""
+    return " ".join(f"{name}={value:.6g}" for name, value in values.items())
+
+
+def numbers(text: str) -> dict[str, float]:
+    """`name=value name=value` (the secondary column) as a dict."""
+    pairs = (item.partition("=") for item in text.split())
+    return {name: float(value) for name, _, value in pairs}
+
+
 def _value(name: str, text: str) -> Any:
+    if name == "secondary":
+        return numbers(text)
     if name in INTS:
         return int(float(text)) if text else 0
     if name in FLOATS or name == "metric":
@@ -253,6 +274,8 @@ def _value(name: str, text: str) -> Any:
 
 
 def _text(column: str, value: Any) -> str:
+    if isinstance(value, dict):
+        return numbers_text(value)
     if column in FORMATS:
         return FORMATS[column].format(value)
     if isinstance(value, float):

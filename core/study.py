@@ -9,6 +9,7 @@ the caller passes the registries (`Kinds`).
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from functools import cached_property
 from pathlib import Path
@@ -20,11 +21,14 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from core import rules
+from core.audit import AuditConfig
+from core.constraints import Constraint
 from core.ledger import KARPATHY, OURS
 from core.rules.config import AnyDecision, DecisionConfig
 
@@ -44,6 +48,18 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
+class StageConfig(Strict):
+    """A cheap first look at a candidate (a smaller data set, a shorter budget, a quick
+    correctness check): a command that prints `metric: value`. The candidate passes when its
+    value is within `within` (a fraction) of the champion's value at this stage, or better."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
+    command: str
+    metric: str | None = None  # the number it prints (default: the study's metric)
+    timeout_s: float = Field(60, gt=0)
+    within: float = Field(0.1, ge=0)
+
+
 class EvaluatorConfig(Strict):
     """What every evaluator kind has. Each kind's model subclasses it (evaluators/<kind>.py)."""
 
@@ -51,6 +67,8 @@ class EvaluatorConfig(Strict):
     # evaluate each candidate as a flow run on this Prefect work pool (workers anywhere), the
     # candidate fetched from the study's `remote`
     work_pool: str | None = None
+    # cheap commands run first: a candidate that fails one is `screened`, never fully measured
+    stages: list[StageConfig] = []
 
     def describe(self) -> str:
         """One sentence for the researcher's prompt: how the number is measured."""
@@ -101,11 +119,39 @@ class Kinds(Protocol):
 RESERVED = {c for c in KARPATHY + OURS if c != "{metric}"}
 
 
+NUMBER_NAME = r"^[A-Za-z_][A-Za-z0-9_.]*$"  # a number an evaluator prints
+
+
 class MetricConfig(Strict):
-    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$")
+    name: str = Field(pattern=NUMBER_NAME)
     direction: Literal["minimize", "maximize"] = "minimize"
     min_delta: float = Field(0.0, ge=0)  # the practical bar a candidate must clear
     decision: DecisionConfig = AnyDecision()  # loaded: the rule's own model (core.rules)
+    # other numbers the evaluator prints: bounds a candidate must hold (core.constraints)
+    constraints: dict[str, Constraint] = {}
+    # other numbers to draw a Pareto front over, beside the metric (core.pareto)
+    objectives: dict[str, Literal["minimize", "maximize"]] = {}
+
+    @field_validator("constraints", "objectives")
+    @classmethod
+    def _numbers(cls, numbers: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        for name in numbers:
+            if not re.match(NUMBER_NAME, name):
+                raise ValueError(f"{name!r} is not a number's name")
+            if name == info.data.get("name"):
+                raise ValueError(
+                    f"{name} is the metric itself: its bar is metric.min_delta"
+                    if info.field_name == "constraints"
+                    else f"{name} is the metric: it is always the first objective"
+                )
+        return numbers
+
+    @property
+    def all_objectives(self) -> dict[str, Literal["minimize", "maximize"]]:
+        """The metric first, then the other objectives (empty: a study of one number)."""
+        if not self.objectives:
+            return {}
+        return {self.name: self.direction, **self.objectives}
 
     @field_validator("decision", mode="before")
     @classmethod
@@ -190,6 +236,7 @@ class StudyConfig(Strict):
     evaluator: AnyEvaluator  # loaded with Kinds: the kind's own model
     metric: MetricConfig
     holdout: HoldoutConfig | None = None
+    audit: AuditConfig = AuditConfig()  # of every keep (core.audit, steps.audit)
     proposer: AnyProposer = AnyProposer()  # loaded with Kinds: the kind's own model
     budget: BudgetConfig = BudgetConfig()
     search: SearchConfig = SearchConfig()

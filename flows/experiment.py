@@ -22,6 +22,7 @@ from steps.outcomes import ended_by
 from steps.trial import Launched, Stop, Trial
 from tasks import (
     apply,
+    audit,
     baseline,
     calibrate,
     choose_researcher,
@@ -86,6 +87,8 @@ async def _try(lab: Lab, trial: Trial, researcher: Any) -> Row | Stop | Launched
         while (await measure(lab, trial)).status == "ok":
             async with lab.turn:
                 decision = await decide(lab.judge, trial)
+                if isinstance(decision, Verdict) and decision.status == "keep":
+                    decision = await audit(lab.audit, trial, decision)
                 if isinstance(decision, Verdict):
                     if decision.status != "keep":
                         txn.rollback()

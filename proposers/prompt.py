@@ -17,6 +17,7 @@ import hashlib
 import json
 from pathlib import PurePosixPath
 
+from core import constraints
 from core.ledger import format_metric
 from proposers.base import Context, Outcome
 
@@ -90,8 +91,10 @@ def evaluator_line(context: Context) -> str:
 
 
 def decision_line(context: Context) -> str:
-    """How the code decides, so the researcher aims above the noise and keeps code small."""
-    return context.study.rule.prompt_line()
+    """How the code decides, so the researcher aims above the noise and keeps code small; and
+    the constraints a candidate must hold, so that it does not spend one on breaking them."""
+    said = constraints.prompt_line(context.study.metric.constraints)
+    return context.study.rule.prompt_line() + (f"\n{said}" if said else "")
 
 
 def study_path(context: Context, path: str) -> str:

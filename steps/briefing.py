@@ -24,7 +24,7 @@ from steps.trial import Trial
 log = logging.getLogger(__name__)
 
 DEFAULT_PROGRAM = Path(__file__).resolve().parent.parent / "program.md"
-MEASURED = (Status.KEEP, Status.DISCARD, Status.CRASH)  # the rows whose candidate was tried
+MEASURED = (Status.KEEP, Status.DISCARD, Status.CRASH, Status.SCREENED)  # candidates tried
 TEXTS_KEPT = 256  # files' texts kept in memory, the latest read
 UNREADABLE = (git.GitError, git.exc.ODBError, ValueError, KeyError, OSError, UnicodeDecodeError)
 

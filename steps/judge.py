@@ -3,6 +3,7 @@ rule, with the champion's runs and the study's noise as state.json holds them.""
 
 from __future__ import annotations
 
+from core import constraints
 from core.decide import Verdict
 from core.rules.base import Arms, Rule
 from evaluators.base import Measurement
@@ -28,6 +29,9 @@ class Judge:
         is never kept on that measurement alone: when it beats the champion now, its change is
         to be applied again on that champion and measured again."""
         assert trial.measurement is not None and trial.candidate is not None
+        if broke := self.broken(trial.measurement):
+            trial.constraint = broke
+            return Verdict("discard", f"breaks a constraint: {broke}", broke)
         current = self.records.champion_commit()
         if trial.built_on == current or not self.rebase:  # a node may beat it from anywhere
             return self.judge(trial.measurement, trial.candidate, trial.champion_runs)
@@ -38,6 +42,17 @@ class Judge:
             why = f"built on {trial.built_on[:7]}; against the champion kept since ({since})"
             return Verdict("discard", f"{why}: {verdict.reason}", f"{why}: {verdict.evidence}")
         return Remeasure(current, f"the champion moved to {current[:7]} ({since})")
+
+    def broken(self, measurement: Measurement) -> str | None:
+        """The study's constraint the measurement breaks (ratios: against the champion's row)."""
+        wanted = self.records.study.metric.constraints
+        if not wanted:
+            return None
+        champion = next((r for r in reversed(self.records.ledger.rows()) if r.kept), None)
+        theirs = dict(champion.secondary) if champion else {}
+        if champion and champion.memory_gb:  # its own column (0.0: not reported)
+            theirs["memory_gb"] = champion.memory_gb
+        return constraints.broken(wanted, measurement.secondary, theirs)
 
     def judge(
         self,

@@ -2,11 +2,11 @@
 candidate from a proposal to a commit and back.
 
 Its parts each have one job: `records` (ledger, state, candidates in flight, learnings),
-`sandboxes` (each evaluation's), `measuring` (as the rule needs), `search` (which node the next
-candidate is built on), `judge` (keep or discard), `holdout`, `briefing` (what the researcher
-reads). Opening a lab repairs whatever an interrupted run left: the branch goes back
-to the ledger's champion, every slot to a clean checkout of it, and the candidates it left in
-flight are kept to be resumed.
+`sandboxes` (each evaluation's), `measuring` (as the rule needs, cheap stages first), `search`
+(which node the next candidate is built on), `judge` (keep or discard), `audit` (a doubtful keep
+measured again), `holdout`, `briefing` (what the researcher reads). Opening a lab repairs whatever
+an interrupted run left: the branch goes back to the ledger's champion, every slot to a clean
+checkout of it, and the candidates it left in flight are kept to be resumed.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from core.tamper import Tampered
 from core.workspace import GuardViolation, StudyRepo, Workspace
 from evaluators import make_evaluator
 from proposers.base import InvalidProposal, Learned, Proposal, Proposer
+from steps.audit import Audit
 from steps.briefing import Briefing
 from steps.holdout import Holdout
 from steps.instrument import Instrument
@@ -50,6 +51,7 @@ class Lab:
         self.search = Search(study.config.search, study.metric.direction)
         self.judge = Judge(study.rule, self.records, rebase=self.search.greedy)
         self.holdout = Holdout(study, self.records, self.repo, self.instrument)
+        self.audit = Audit(study, self.instrument, self.slots, self.judge)
         self.briefing = Briefing(self.records, self.sandboxes.of)
         self.turn = asyncio.Lock()  # whose turn it is to decide and record: one at a time
 

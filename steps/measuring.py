@@ -8,6 +8,7 @@ from core.workspace import GuardViolation
 from evaluators.base import Measurement
 from steps.instrument import Instrument
 from steps.records import Records
+from steps.screening import Screened, Screening
 from steps.slots import Slots
 from steps.trial import Candidate, Trial
 
@@ -18,9 +19,16 @@ class Measuring:
         self.slots = slots
         self.records = records
         self.rule = records.study.rule
+        self.screening = Screening(instrument, records)
+
+    def screen(self, trial: Trial) -> None:
+        """The study's cheap stages, on the trial's slot (Screened: the candidate failed one)."""
+        slot = self.slots[trial.slot]
+        self.screening.run(trial, slot.workspace, slot.env)
 
     def candidate(self, trial: Trial) -> Measurement:
-        """The candidate, on the trial's slot, as the rule needs it measured."""
+        """The candidate, on the trial's slot, as the rule needs it measured (its stages first)."""
+        self.screen(trial)
         slot = self.slots[trial.slot]
         if self.rule.paired:
             champion = slot.champion.open_at(trial.built_on)
@@ -46,11 +54,14 @@ class Measuring:
         the rule's baseline needs: kept, crashed, or rejected when it broke a guard."""
         self.start_baseline(trial)
         try:
+            self.slots[trial.slot].workspace.checkout(trial.commit)
             if measured is None:
-                self.slots[trial.slot].workspace.checkout(trial.commit)
                 measured = self.evaluate(trial.experiment, self.rule.baseline_runs)
+            self.screen(trial)
         except GuardViolation as exc:
             return Status.REJECTED, str(exc)
+        except Screened as exc:
+            return Status.CRASH, f"the baseline: {exc}"
         trial.measurement = measured
         if measured.status == "ok" and self.rule.calibrates:
             self.records.save_calibration(measured)

@@ -8,6 +8,7 @@ from core.ledger import Status
 from core.workspace import Conflict, GuardViolation
 from evaluators.base import BadCandidate, Unavailable
 from proposers.base import InvalidProposal, StopCampaign
+from steps.screening import Screened
 from steps.trial import Stop
 
 
@@ -22,4 +23,6 @@ def ended_by(exc: Exception, experiment: int) -> tuple[Status, str] | Stop | Non
         return Status.DISCARD, f"does not apply on the champion kept meanwhile: {exc}"
     if isinstance(exc, BadCandidate):
         return Status.CRASH, str(exc)
+    if isinstance(exc, Screened):  # a cheap stage stopped it; the rollback put the champion back
+        return Status.SCREENED, str(exc)
     return None

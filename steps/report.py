@@ -1,5 +1,6 @@
 """Summaries of a study's ledger: tables (pandas), the campaign summary, the champion's markdown,
-progress.png (matplotlib, imported only when a chart is drawn) and a self-contained report.html.
+progress.png (matplotlib, imported only when a chart is drawn) and a self-contained report.html;
+for a study with several objectives, the Pareto front (a table, and pareto.png).
 
 Everything is read from the ledger's typed rows: the table's columns are Row's fields (the
 metric's under the study's metric name, as in results.tsv) and its status column holds Status
@@ -13,13 +14,14 @@ import re
 from collections import Counter
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, get_type_hints
+from typing import TYPE_CHECKING, Any, get_origin, get_type_hints
 
 import pandas as pd
 
 from core.decide import Direction, gain
 from core.files import atomic_write
-from core.ledger import Ledger, Row, Status
+from core.ledger import Ledger, Row, Status, numbers_text
+from core.pareto import Point, front, points
 from core.secrets import known_secrets, redact
 from proposers.portfolio import row_gains
 
@@ -30,9 +32,10 @@ if TYPE_CHECKING:
 # Row types them whatever the rows (or none) and whatever pandas would infer: Status values stay.
 TYPES: dict[str, Any] = {f.name: get_type_hints(Row)[f.name] for f in fields(Row)}
 TYPES.pop("extra")
-DTYPES = {
-    name: {int: "int64", float: "float64", str: "str"}.get(t, "object") for name, t in TYPES.items()
-}
+# dict fields (the evaluator's other numbers) show as results.tsv writes them: `name=value ...`
+NUMBERS = {name for name, t in TYPES.items() if get_origin(t) is dict}
+SHOWN = {int: "int64", float: "float64", str: "str"}
+DTYPES = {n: "str" if n in NUMBERS else SHOWN.get(t, "object") for n, t in TYPES.items()}
 
 
 def _field(name: str) -> str:
@@ -53,6 +56,7 @@ PROPOSER = _field("proposer")
 STARTED = _field("started_at")
 DURATION = _field("duration_s")
 COST = _field("cost_usd")
+SUSPECT = _field("suspect")
 TOKENS = [name for name in TYPES if name.startswith("tokens_")]
 COUNTED = [s for s in Status if s is not Status.HOLDOUT]  # outcomes; a holdout is no experiment's
 CHARTED = (Status.KEEP, Status.DISCARD)  # rows whose metric is a real measurement of a candidate
@@ -73,6 +77,8 @@ def results_frame(ledger: Ledger) -> pd.DataFrame:
 
 def _column(name: str, rows: list[Row]) -> list[Any]:
     values = [getattr(r, name) for r in rows]
+    if name in NUMBERS:
+        return [numbers_text(v) for v in values]
     return _redacted(values) if TYPES[name] is str else values
 
 
@@ -98,6 +104,8 @@ class Summary:
     crash: int = 0
     rejected: int = 0
     invalid: int = 0
+    screened: int = 0  # stopped by a cheap stage of the evaluation
+    suspect: int = 0  # rows whose keep the audit doubts (any status: a reverted one too)
     baseline: float | None = None  # None: no baseline yet
     best: float | None = None
     champion: str | None = None  # the champion's commit
@@ -111,13 +119,7 @@ class Summary:
 
     def count(self, status: Status) -> int:
         """How many rows ended in `status` (a holdout is not counted)."""
-        return {
-            Status.KEEP: self.keep,
-            Status.DISCARD: self.discard,
-            Status.CRASH: self.crash,
-            Status.REJECTED: self.rejected,
-            Status.INVALID: self.invalid,
-        }.get(status, 0)
+        return int(getattr(self, status.value)) if status in COUNTED else 0
 
 
 def summary(ledger: Ledger, direction: Direction) -> Summary:
@@ -126,11 +128,8 @@ def summary(ledger: Ledger, direction: Direction) -> Summary:
     n = Counter(r.status for r in rows)
     counts = Summary(
         experiments=len(rows),
-        keep=n[Status.KEEP],
-        discard=n[Status.DISCARD],
-        crash=n[Status.CRASH],
-        rejected=n[Status.REJECTED],
-        invalid=n[Status.INVALID],
+        **{status.value: n[status] for status in COUNTED},
+        suspect=len(suspects(rows)),
         cost_usd=math.fsum(r.cost_usd for r in rows),
     )
     base, best = ledger.baseline(), ledger.champion()
@@ -146,7 +145,8 @@ def summary(ledger: Ledger, direction: Direction) -> Summary:
 def summary_markdown(
     study: Study, ledger: Ledger, chart: str = "", report_path: Path | None = None
 ) -> str:
-    """The champion against the baseline; with the chart, the cost so far and the report's path.
+    """The champion against the baseline; with the chart, the cost so far and the report's path;
+    the keeps the audit doubts and, with several objectives, the Pareto front.
     The study and its ledger only, not a Lab: the Prefect markdown artifact of `publish`."""
     metric = study.metric
     s = summary(ledger, metric.direction)
@@ -157,21 +157,72 @@ def summary_markdown(
     rows = ledger.rows()
     tokens_in, tokens_out = sum(r.tokens_in for r in rows), sum(r.tokens_out for r in rows)
     lines += [
-        "| baseline | champion | gain | kept | discarded | crashed | cost |",
-        "|---|---|---|---|---|---|---|",
+        "| baseline | champion | gain | kept | discarded | crashed | screened | cost |",
+        "|---|---|---|---|---|---|---|---|",
         f"| {s.baseline:.6g} | {s.best:.6g} (`{s.champion}`) | {s.gain:.6g}{pct} "
-        f"| {s.keep} | {s.discard} | {s.crash} | ${s.cost_usd:.4f} |",
+        f"| {s.keep} | {s.discard} | {s.crash} | {s.screened} | ${s.cost_usd:.4f} |",
         "",
         f"Cost so far: **${s.cost_usd:.4f}** over {s.experiments} experiments "
         f"({tokens_in} tokens in, {tokens_out} out).",
     ]
+    lines += _suspects_markdown(rows)
     lines += _proposers_markdown(proposers_frame(rows, metric.direction))
+    lines += _pareto_markdown(pareto(study, rows))
     if chart:
         lines += ["", chart]
     if report_path is not None:
         uri = report_path.resolve().as_uri()
         lines += ["", f"Full report: [report.html]({uri}) (`{report_path.resolve()}`)"]
     return redact("\n".join(lines + _last_kept_change(study.repo_root, rows)))
+
+
+def pareto_markdown(study: Study, rows: list[Row]) -> str:
+    """The Pareto front alone (the UI's `<name>-pareto` artifact while a campaign runs); empty
+    for a study of one number."""
+    found = pareto(study, rows)
+    if found is None:
+        return ""
+    return redact("\n".join([f"# {study.name}", *_pareto_markdown(found)]))
+
+
+def _markdown_cell(value: Any) -> str:
+    return str(value).replace("|", "\\|")
+
+
+def _pareto_markdown(found: Front | None) -> list[str]:
+    if found is None:
+        return []
+    lines = ["", f"## Pareto front: {found.title()}", "", found.note()]
+    if not found.front:
+        return lines
+    lines += [
+        "",
+        "| | experiment | commit | " + " | ".join(found.names) + " | description |",
+        "|---" * (len(found.names) + 4) + "|",
+    ]
+    for p in found.front:
+        mark = f"**{found.mark(p)}**" if p.commit == found.champion else found.mark(p)
+        values = " | ".join(f"{v:.6g}" for v in p.values)
+        text = _markdown_cell(p.description)
+        lines.append(f"| {mark} | {p.experiment} | `{p.commit}` | {values} | {text} |")
+    return lines
+
+
+def _suspects_markdown(rows: list[Row]) -> list[str]:
+    doubted = suspects(rows)
+    if not doubted:
+        return []
+    lines = [
+        "",
+        f"## Suspect keeps ({len(doubted)})",
+        "",
+        "| experiment | commit | status | why, and what re-measuring found | description |",
+        "|---|---|---|---|---|",
+    ]
+    for r in doubted:
+        why, text = _markdown_cell(r.suspect), _markdown_cell(r.description)
+        lines.append(f"| {r.experiment} | `{r.commit}` | {r.status} | {why} | {text} |")
+    return lines
 
 
 def _last_kept_change(repo_root: Path, rows: list[Row]) -> list[str]:
@@ -185,6 +236,89 @@ def _last_kept_change(repo_root: Path, rows: list[Row]) -> list[str]:
     diff = git.Repo(repo_root).git.show("--format=", last.commit)  # the worktrees share it
     heading = f"## Last kept change (#{last.experiment}): {last.description}"
     return ["", heading, "", "```diff", diff[:6000], "```"]
+
+
+# several objectives, and doubted keeps -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Front:
+    """A study's Pareto front: its objectives (the metric first) and their directions, every
+    measured candidate that reports them all, those on the front, and the champion's commit."""
+
+    names: list[str]
+    directions: list[Direction]
+    measured: list[Point]
+    front: list[Point]
+    champion: str | None
+
+    def mark(self, point: Point) -> str:
+        if point.commit == self.champion:
+            return "champion"
+        return "kept" if point.kept else ""
+
+    def title(self) -> str:
+        return ", ".join(f"{n} ({d})" for n, d in zip(self.names, self.directions, strict=True))
+
+    def note(self) -> str:
+        """How many are on the front, and where the champion stands."""
+        if not self.measured:
+            return "No measured candidate reports every objective yet."
+        text = (
+            f"{len(self.front)} of {len(self.measured)} measured candidates are on the front: "
+            "no other is better on one objective without being worse on another."
+        )
+        if self.champion is None or any(p.commit == self.champion for p in self.front):
+            return text
+        if any(p.commit == self.champion for p in self.measured):
+            return (
+                f"{text} The champion `{self.champion}` is not on it: {self.names[0]} alone "
+                "chooses the champion (within the constraints)."
+            )
+        return text + f" The champion `{self.champion}` does not report every objective."
+
+
+def pareto(study: Study, rows: list[Row]) -> Front | None:
+    """The front of a study with objectives (study.yaml `metric.objectives`), else None."""
+    objectives = study.metric.all_objectives
+    if not objectives:
+        return None
+    directions = list(objectives.values())
+    measured = points(rows, study.metric.name, objectives)
+    champion = next((r.commit for r in reversed(rows) if r.kept), None)
+    return Front(list(objectives), directions, measured, front(measured, directions), champion)
+
+
+def front_frame(found: Front) -> pd.DataFrame:
+    """The front as a table: each candidate's objectives, the champion and the kept marked."""
+    table: dict[str, list[Any]] = {
+        EXPERIMENT: [p.experiment for p in found.front],
+        COMMIT: [p.commit for p in found.front],
+    }
+    for i, name in enumerate(found.names):
+        table[name] = [p.values[i] for p in found.front]
+    table["mark"] = [found.mark(p) for p in found.front]
+    table[DESCRIPTION] = _redacted([p.description for p in found.front])
+    return pd.DataFrame(table)
+
+
+def suspects(rows: list[Row]) -> list[Row]:
+    """The rows whose keep the audit doubts (kept, or reverted after re-measuring)."""
+    return [r for r in rows if r.suspect]
+
+
+def suspects_frame(rows: list[Row], metric: str) -> pd.DataFrame:
+    doubted = suspects(rows)
+    return pd.DataFrame(
+        {
+            EXPERIMENT: [r.experiment for r in doubted],
+            COMMIT: [r.commit for r in doubted],
+            STATUS: [r.status.value for r in doubted],
+            metric: [r.metric for r in doubted],
+            SUSPECT: _redacted([r.suspect for r in doubted]),
+            DESCRIPTION: _redacted([r.description for r in doubted]),
+        }
+    )
 
 
 # charts and the report ---------------------------------------------------------------------
@@ -237,11 +371,57 @@ def progress_figure(frame: pd.DataFrame, metric: str, direction: str, title: str
 
 
 def progress_png(frame: pd.DataFrame, metric: str, direction: str, title: str, dpi: int) -> bytes:
+    return _png(progress_figure(frame, metric, direction, title), dpi)
+
+
+def _png(fig: Any, dpi: int) -> bytes:
     import io
 
     buf = io.BytesIO()
-    progress_figure(frame, metric, direction, title).savefig(buf, format="png", dpi=dpi)
+    fig.savefig(buf, format="png", dpi=dpi)
     return buf.getvalue()
+
+
+PARETO_STYLES: dict[str, dict[str, Any]] = {
+    "discarded": {"s": 18, "c": "#b0b0b0"},
+    "kept": {"s": 42, "c": "#2ca02c"},
+    "on the front": {"s": 110, "facecolors": "none", "edgecolors": "#1f77b4"},
+    "champion": {"s": 260, "c": "#d62728", "marker": "*"},
+}
+
+
+def pareto_figure(found: Front, title: str) -> Any:
+    """pareto.png: every measured candidate on the first two objectives, kept against discarded,
+    the front of those two as a step line, the champion starred. A bare Figure, as above."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 5.5), layout="constrained")
+    ax = fig.add_subplot()
+    (x, y), directions = found.names[:2], found.directions[:2]
+    groups = {
+        "discarded": [p for p in found.measured if not p.kept],
+        "kept": [p for p in found.measured if p.kept],
+        "on the front": found.front,
+        "champion": [p for p in found.measured if p.commit == found.champion],
+    }
+    for label, group in groups.items():
+        if group:
+            xs, ys = [p.values[0] for p in group], [p.values[1] for p in group]
+            ax.scatter(xs, ys, zorder=3, label=label, **PARETO_STYLES[label])
+    plane = [replace(p, values=p.values[:2]) for p in found.measured]
+    line = sorted(front(plane, directions), key=lambda p: p.values[0])
+    where = "post" if directions[0] == "minimize" else "pre"  # the edge of what the front beats
+    ax.step([p.values[0] for p in line], [p.values[1] for p in line], where=where, c="#1f77b4")
+    for p in found.front:
+        ax.annotate(f"#{p.experiment}", p.values[:2], fontsize=7, xytext=(4, 4),
+                    textcoords="offset points", color="#1f4e79")  # fmt: skip
+    ax.set_title(f"{title}: Pareto front, {len(found.front)} of {len(found.measured)} measured")
+    ax.set_xlabel(f"{x} ({directions[0]})")
+    ax.set_ylabel(f"{y} ({directions[1]})")
+    ax.grid(alpha=0.3)
+    if found.measured:
+        ax.legend(loc="best", fontsize=8)
+    return fig
 
 
 def data_uri(png: bytes) -> str:
@@ -357,11 +537,13 @@ img{max-width:100%}
 """
 
 
-def report_html(study: Study, ledger: Ledger, png: bytes) -> str:
-    """One self-contained page: summary, chart, counts, costs, the timeline, diffs, learnings."""
+def report_html(study: Study, ledger: Ledger, png: bytes, pareto_png: bytes = b"") -> str:
+    """One self-contained page: summary, chart, the Pareto front (with several objectives), the
+    keeps the audit doubts, counts, costs, the timeline, diffs, learnings."""
     import html
 
     frame = results_frame(ledger)
+    rows = ledger.rows()
     metric, direction = study.metric.name, study.metric.direction
     title = html.escape(f"{study.name}: {metric} ({direction})")
     parts = [
@@ -371,19 +553,43 @@ def report_html(study: Study, ledger: Ledger, png: bytes) -> str:
         "<h2>Summary</h2>",
         _table(summary_frame(summary(ledger, direction)), "summary"),
         f"<img alt='progress' src='{data_uri(png)}'>",
+        *_pareto_html(pareto(study, rows), pareto_png),
+        *_suspects_html(rows, metric),
         "<h2>Kept, discarded, crashed</h2>",
         "<p>keep counts the baseline: the kept changes are one fewer.</p>",
         _table(counts_frame(frame), "counts"),
         "<h2>Costs</h2>",
         _table(costs_frame(frame), "costs"),
-        *_proposers_html(proposers_frame(ledger.rows(), direction)),
+        *_proposers_html(proposers_frame(rows, direction)),
         f"<h2>{html.escape(metric)} over time</h2>",
         _table(timeline_frame(frame, metric, direction), "timeline"),
         "<h2>Kept changes</h2>",
-        *_changes_html(study.repo_root, ledger.rows()),
+        *_changes_html(study.repo_root, rows),
         *_notes_html(study.state_dir),
     ]
     return redact("\n".join(parts + ["</body></html>\n"]))  # diffs may hold a key
+
+
+def _pareto_html(found: Front | None, png: bytes) -> list[str]:
+    import html
+
+    if found is None:
+        return []
+    parts = [f"<h2>Pareto front: {html.escape(found.title())}</h2>"]
+    parts.append(f"<p>{html.escape(found.note())}</p>")
+    if found.front:
+        parts.append(_table(front_frame(found), "pareto"))
+    if png:
+        parts.append(f"<img alt='pareto front' src='{data_uri(png)}'>")
+    return parts
+
+
+def _suspects_html(rows: list[Row], metric: str) -> list[str]:
+    """The keeps the audit doubts: why, and what re-measuring them found."""
+    frame = suspects_frame(rows, metric)
+    if not len(frame):
+        return []
+    return [f"<h2>Suspect keeps ({len(frame)})</h2>", _table(frame, "suspects")]
 
 
 def _changes_html(repo_root: Path, rows: list[Row]) -> list[str]:
@@ -430,6 +636,7 @@ def summary_frame(s: Summary) -> pd.DataFrame:
         ("champion", s.champion),
         ("cost_usd", s.cost_usd),
         *((status.value, s.count(status)) for status in COUNTED),
+        ("suspect", s.suspect),
     ]
     return pd.DataFrame({"what": [w for w, _ in shown], "value": [_fmt(v) for _, v in shown]})
 
@@ -443,7 +650,8 @@ def _fmt(value: Any) -> str:
 
 
 def write_report(study: Study) -> tuple[Path, Path]:
-    """progress.png and report.html in the study's state folder (runs/<name>/)."""
+    """progress.png and report.html in the study's state folder (runs/<name>/); with several
+    objectives, pareto.png too."""
     ledger = Ledger(study.state_dir / "results.tsv", study.metric.name)
     if not ledger.rows():
         raise FileNotFoundError(f"{ledger.path}: no experiments yet, nothing to report")
@@ -451,8 +659,12 @@ def write_report(study: Study) -> tuple[Path, Path]:
     png = progress_png(frame, study.metric.name, study.metric.direction, study.name, dpi=110)
     png_path = study.state_dir / "progress.png"
     atomic_write(png_path, png)
+    found = pareto(study, ledger.rows())
+    front_png = _png(pareto_figure(found, study.name), dpi=110) if found else b""
+    if front_png:
+        atomic_write(study.state_dir / "pareto.png", front_png)
     html_path = study.state_dir / "report.html"
-    atomic_write(html_path, report_html(study, ledger, png))
+    atomic_write(html_path, report_html(study, ledger, png, front_png))
     return png_path, html_path
 
 

@@ -70,6 +70,9 @@ class Trial:
     measurement: Measurement | None = None
     champion_runs: list[float] | None = None  # the champion re-measured beside it
     first: tuple[str, Measurement] | None = None  # (champion, measurement) before a re-apply
+    screens: dict[str, float] = field(default_factory=dict)  # each screening stage's value
+    constraint: str = ""  # the constraint the measurement broke
+    suspect: str = ""  # what the audit of its keep found
     started: float = field(default_factory=time.monotonic)
     started_at: str = field(default_factory=now)
 
@@ -101,10 +104,12 @@ class Trial:
             evidence = f"confirmation (first {shown} on {old[:7]}): {evidence}"
         p, c = self.proposal, self.candidate
         tokens = p.usage.columns() if p else {}
+        numbers = {k: v for k, v in m.secondary.items() if k != "memory_gb"} if ok and m else {}
+        broke = f" [discarded: {self.constraint}]" if self.constraint else ""
         return Row(
             experiment=self.experiment,
             status=status,
-            description=self.description,
+            description=self.description + broke,
             commit=self.commit[:7] if self.commit else "-",
             metric=m.metric if ok and m and m.metric is not None else 0.0,
             memory_gb=m.secondary.get("memory_gb", 0.0) if ok and m else 0.0,
@@ -118,6 +123,9 @@ class Trial:
             key=p.key if p else "",
             built_on=self.first[0][:7] if self.first else "",
             parent=self.built_on[:7] if self.built_on and self.built_on != self.commit else "",
+            secondary=numbers | {f"screen.{k}": v for k, v in self.screens.items()},
+            constraint=self.constraint,
+            suspect=self.suspect,
             **tokens,
         )
 

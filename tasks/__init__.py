@@ -3,6 +3,7 @@ in a thread, so that the experiments of several slots run at once."""
 
 from tasks.abtests import begin_ab_tests, collect, dashboard, launch, record, wait_until
 from tasks.apply import apply, remeasure
+from tasks.audit import audit
 from tasks.decide import decide
 from tasks.evaluate import baseline, calibrate, measure
 from tasks.holdout import holdout
@@ -13,6 +14,7 @@ from tasks.propose import propose
 
 __all__ = [
     "apply",
+    "audit",
     "baseline",
     "begin_ab_tests",
     "calibrate",

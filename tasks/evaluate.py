@@ -30,9 +30,11 @@ def _log(metric: str, m: Measurement | None, champion: list[float] | None = None
 
 @task(name="evaluate", cache_policy=NO_CACHE)
 async def measure(lab: Lab, trial: Trial) -> Measurement:
-    """The candidate: once, repeated, or interleaved with the champion, as the rule needs; on
-    its slot, or on a worker of the study's work pool."""
+    """The candidate: its cheap stages first (Screened: it failed one), then once, repeated,
+    or interleaved with the champion, as the rule needs; on its slot, or on a worker of the
+    study's work pool."""
     if lab.study.config.evaluator.work_pool:
+        await asyncio.to_thread(lab.measuring.screen, trial)  # the stages run here
         m = await measure_remotely(lab, trial)
     else:
         m = await asyncio.to_thread(lab.measuring.candidate, trial)

@@ -1,12 +1,16 @@
 """The campaign's bookkeeping as tasks: the next trial, and what ended counted (slots freed,
-the budget, the UI's progress artifact)."""
+the budget, the UI's progress artifact and, with several objectives, its Pareto front)."""
 
 from __future__ import annotations
 
 import asyncio
 
 from prefect import get_run_logger, task
-from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
+from prefect.artifacts import (
+    acreate_markdown_artifact,
+    acreate_progress_artifact,
+    aupdate_progress_artifact,
+)
 from prefect.cache_policies import NO_CACHE
 
 from core.ledger import Row
@@ -31,15 +35,31 @@ async def count(
     in_flight: int = 0,
     closing: bool = False,
 ) -> None:
-    """What ended counted against the budget, its slots freed, and the progress shown; when
-    closing, why the campaign stopped early (if it did)."""
+    """What ended counted against the budget, its slots freed, and the progress shown (the
+    Pareto front too, at the start and when something ended); when closing, why the campaign
+    stopped early (if it did)."""
     plan.count(ended or [])
     note = plan.budget.stop if closing else ""
     if note:
         get_run_logger().warning(note)
     pct, text = plan.progress(in_flight, note)
-    if plan.progress_id is None:
-        key = f"{report.artifact_key(plan.lab.study.name)}-progress"
-        plan.progress_id = await acreate_progress_artifact(pct, key=key, description=text)
+    key = report.artifact_key(plan.lab.study.name)
+    first = plan.progress_id is None
+    if first:
+        plan.progress_id = await acreate_progress_artifact(
+            pct, key=f"{key}-progress", description=text
+        )
     else:
         await aupdate_progress_artifact(plan.progress_id, pct, description=text)
+    if first or ended:
+        await _show_front(plan, f"{key}-pareto")
+
+
+async def _show_front(plan: Plan, key: str) -> None:
+    """The Pareto front as a markdown artifact, for a study with several objectives."""
+    study = plan.lab.study
+    rows = plan.lab.records.ledger.rows()
+    markdown = await asyncio.to_thread(report.pareto_markdown, study, rows)
+    if markdown:
+        description = f"Pareto front of study {study.name}"
+        await acreate_markdown_artifact(markdown, key=key, description=description)

@@ -70,6 +70,14 @@ BENCHES = [  # those without a server first: the server starts meanwhile
         ),
     ),
     Bench(
+        "screening.py",
+        (
+            r"^stage noise +within +time +good stopped +final loss$",
+            r"^ +1% +- +100% +0 +\d\.\d{4}$",
+            r"^ +3% +10% +\d+% +\d+(\.5)? +\d\.\d{4}$",
+        ),
+    ),
+    Bench(
         "strategies.py",
         (
             r"^study +proposer +greedy +tree +islands",

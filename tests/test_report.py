@@ -122,8 +122,12 @@ def test_report_figures_match_results_tsv(reported: Path) -> None:
     assert float(summary["cost_usd"]) == pytest.approx(total)
 
     counts = {r["status"]: int(r["experiments"]) for r in records(tables["counts"])}
-    for status in ("keep", "discard", "crash", "rejected", "invalid"):
+    for status in ("keep", "discard", "crash", "rejected", "invalid", "screened"):
         assert counts[status] == sum(r["status"] == status for r in tsv)
+        assert summary[status] == str(counts[status])
+    assert summary["suspect"] == "0" and "suspects" not in tables
+    assert "pareto" not in tables and "Pareto" not in page  # a study of one number
+    assert not (study.state_dir / "pareto.png").exists()
 
     costs = {r["proposer"]: r for r in records(tables["costs"])}
     assert float(costs["total"]["cost_usd"]) == pytest.approx(total)
@@ -186,11 +190,24 @@ def test_the_table_is_built_from_typed_rows(tmp_path: Path, monkeypatch) -> None
     assert list(frame["status"]) == [r.status for r in ledger.rows()]
     assert frame["experiment"].dtype == "int64" and frame["tokens_in"].dtype == "int64"
     assert frame["score"].dtype == frame["cost_usd"].dtype == "float64"
+    assert set(frame["secondary"]) == {""} and set(frame["suspect"]) == {""}
     empty = report.results_frame(Ledger(tmp_path / "none.tsv", "score"))
     assert list(empty.columns) == ledger.columns and dict(empty.dtypes) == dict(frame.dtypes)
     counts = report.counts_frame(frame)
     assert list(counts["status"]) == [*report.COUNTED, Status.HOLDOUT]
     assert set(counts["experiments"]) == {2}
+
+
+def test_the_other_numbers_show_as_results_tsv_writes_them(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "results.tsv", "score")
+    numbers = {"allocs": 12.0, "screen.quick": 0.25}
+    ledger.append(replace(row(1, "abcdef1", 1.0, "keep", "baseline"), secondary=numbers))
+    ledger.append(row(2, "abcdef2", 2.0, "discard", "no other numbers"))
+    frame = report.results_frame(ledger)
+    with ledger.path.open() as f:
+        written = [r["secondary"] for r in csv.DictReader(f, delimiter="\t")]
+    assert list(frame["secondary"]) == written == ["allocs=12 screen.quick=0.25", ""]
+    assert [r.secondary for r in ledger.rows()] == [numbers, {}]
 
 
 def test_a_secret_set_since_a_row_was_written_is_redacted(tmp_path: Path, monkeypatch) -> None:
@@ -205,6 +222,7 @@ def test_the_summary_is_typed_and_the_campaign_adds_how_it_ended(tmp_path: Path)
     s = report.summary(ledger, "minimize")
     assert isinstance(s, report.Summary)
     assert [s.count(status) for status in report.COUNTED] == [2] * len(report.COUNTED)
+    assert s.screened == 2 and s.suspect == 0
     assert s.count(Status.HOLDOUT) == 0 and s.experiments == 2 * len(Status)  # holdouts are rows
     kept = [r for r in ledger.rows() if r.kept]
     assert (s.baseline, s.best, s.champion) == (kept[0].metric, kept[-1].metric, kept[-1].commit)
@@ -230,7 +248,9 @@ def test_status_prints_the_summary(reported: Path) -> None:
     result = CliRunner().invoke(main, ["status", str(reported)])
     assert result.exit_code == 0, result.output
     champion = Ledger(load_study(reported).state_dir / "results.tsv", "score").rows()[4].commit
-    assert re.search(r"│ +7 │ +1 │ 6 \(85\.7%\) │ +2 │ +2 │ +1 │ +0 │", result.output)
+    assert "screened" in result.output  # kept, discarded, crashed, screened, other:
+    assert re.search(r"│ +7 │ +1 │ 6 \(85\.7%\) │ +2 │ +2 │ +1 │ +0 │ +0 │\n", result.output)
+    assert "Pareto" not in result.output and "suspect" not in result.output
     assert "cost: $0.2500" in result.output and f"champion {champion} on branch" in result.output
 
 
@@ -240,7 +260,8 @@ def test_the_champions_markdown(reported: Path) -> None:
     page = study.state_dir / "report.html"
     text = report.summary_markdown(study, ledger, "![chart](data:...)", page)
     champion = ledger.rows()[4].commit
-    assert f"| 7 | 1 (`{champion}`) | 6 (85.71%) | 3 | 2 | 1 | $0.2500 |" in text
+    assert f"| 7 | 1 (`{champion}`) | 6 (85.71%) | 3 | 2 | 1 | 0 | $0.2500 |" in text
+    assert "Pareto" not in text and "Suspect" not in text  # one number, no doubted keep
     assert "Cost so far: **$0.2500** over 6 experiments (21000 tokens in, 2100 out)." in text
     assert "![chart](data:...)" in text and f"[report.html]({page.resolve().as_uri()})" in text
     assert "## Last kept change (#5): move X to 4" in text and "+X = 4.0" in text
