@@ -282,6 +282,32 @@ def _print_in_flight(spec: Study) -> None:
     console.print(table)
 
 
+def _print_slots(spec: Study) -> None:
+    """Which GPU each slot holds (as a campaign started here would give them) and what it
+    measures: shown for `slots: auto` or several slots."""
+    from core.pending import Pending, Stage
+    from steps.slots import environments
+
+    records = [r for r in Pending(spec.state_dir).all() if r.stage != Stage.HOLDOUT]
+    count = max([spec.parallel, *(r.slot for r in records)])
+    if count == 1 and not spec.config.slots.auto:
+        return
+    try:
+        envs, note = environments(spec, count)
+    except StudyError as exc:
+        console.print(f"[yellow]{escape(str(exc))}[/yellow]", highlight=False)
+        return
+    busy = {r.slot: f"#{r.experiment} ({r.stage.value})" for r in records}
+    table = Table(title="slots")
+    for col in ("slot", "GPU", "measuring"):
+        table.add_column(col)
+    for i, env in enumerate(envs, start=1):
+        table.add_row(str(i), env.get("CUDA_VISIBLE_DEVICES", "-"), busy.get(i, "idle"))
+    console.print(table)
+    if note:
+        console.print(f"[yellow]{escape(note)}[/yellow]", highlight=False)
+
+
 def _print_summary(spec: Study, ledger: Ledger) -> None:
     from steps import report
 
@@ -316,6 +342,7 @@ def status(study: str, rows: int) -> None:
     """Champion, best against baseline, counts and the last rows of STUDY."""
     spec, ledger = _ledger(study)
     _print_in_flight(spec)
+    _print_slots(spec)
     recent = ledger.rows()[-rows:]
     if recent:
         table = Table(title="recent experiments")

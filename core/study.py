@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from core import rules
+from core import devices, rules
 from core.audit import AuditConfig
 from core.constraints import Constraint
 from core.ledger import KARPATHY, OURS
@@ -225,6 +225,36 @@ class BudgetConfig(Strict):
     usd: float | None = Field(None, gt=0)
 
 
+class SlotsConfig(Strict):
+    """`slots:` each slot's environment, as a list (`- {CUDA_VISIBLE_DEVICES: "0"}`); or `auto`:
+    a GPU each (core.devices), never one GPU for two slots unless `{auto: true, share: true}`."""
+
+    auto: bool = False
+    share: bool = False  # auto: slots may share a GPU when there are fewer GPUs than slots
+    envs: list[dict[str, str]] = []
+
+    @model_validator(mode="before")
+    @classmethod
+    def _forms(cls, value: Any) -> Any:
+        if value is None:
+            return {}
+        if isinstance(value, list):
+            return {"envs": value}
+        if value == "auto":
+            return {"auto": True}
+        if isinstance(value, str):
+            raise ValueError(f"{value!r}: give a list of environments, `auto`, or {{auto: true}}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_form(self) -> SlotsConfig:
+        if self.auto and self.envs:
+            raise ValueError("either `auto` or a list of environments, not both")
+        if self.share and not self.auto:
+            raise ValueError("`share` applies to `auto` slots only")
+        return self
+
+
 class StudyConfig(Strict):
     """The schema of study.yaml."""
 
@@ -244,14 +274,15 @@ class StudyConfig(Strict):
     limits: LimitsConfig = LimitsConfig()
     stop_after_crashes: int = Field(5, ge=0)  # in a row; 0: never stop for crashes
     parallel: int | None = Field(None, ge=1)  # candidates in flight (default 1, or len(slots))
-    slots: list[dict[str, str]] = []  # each slot's environment, e.g. CUDA_VISIBLE_DEVICES
+    slots: SlotsConfig = SlotsConfig()  # each slot's environment, or a GPU each (`auto`)
     remote: str | None = None  # a git URL the candidates travel by to workers
     state_dir: str | None = None
 
     @model_validator(mode="after")
     def _enough_slots(self) -> StudyConfig:
-        if self.slots and self.parallel is not None and self.parallel > len(self.slots):
-            raise ValueError(f"parallel is {self.parallel} but slots gives {len(self.slots)} env")
+        envs = self.slots.envs
+        if envs and self.parallel is not None and self.parallel > len(envs):
+            raise ValueError(f"parallel is {self.parallel} but slots gives {len(envs)} env")
         if self.evaluator.work_pool and not self.remote:
             raise ValueError("evaluator.work_pool needs `remote:` (a git URL the workers fetch)")
         return self
@@ -288,8 +319,12 @@ class Study:
 
     @property
     def parallel(self) -> int:
-        """How many candidates may be in flight: `parallel`, else one per `slots` entry."""
-        return self.config.parallel or max(1, len(self.config.slots))
+        """How many candidates may be in flight: `parallel`, else one per `slots` entry (with
+        `slots: auto`, one per GPU found)."""
+        slots = self.config.slots
+        if self.config.parallel or not slots.auto:
+            return self.config.parallel or max(1, len(slots.envs))
+        return max(1, len(devices.gpus()))
 
     @cached_property
     def rule(self) -> Rule:

@@ -47,6 +47,8 @@ LINE = re.compile(rf"[ \t]*({NAME})[ \t]*:[ \t]*({NUMBER})[ \t]*", re.IGNORECASE
 PI_LINE = re.compile(
     rf"[ \t]*METRIC[ \t]+({NAME})[ \t]*=[ \t]*({NUMBER})[ \t]*", re.IGNORECASE | re.ASCII
 )
+ERROR_LINE = re.compile(r"^error: (.+)$", re.MULTILINE)  # why an evaluator failed, in its words
+ERROR_CHARS = 300
 TAG_LINE = re.compile(r"#[ \t]*([A-Za-z_][A-Za-z0-9_]*_sha256)[ \t]+([0-9a-fA-F]{8,64})[ \t]*")
 TAIL_LINES = 50
 CHUNK = 65536
@@ -224,7 +226,9 @@ def measure(
     if code is None:
         return Measurement.crash(f"timeout after {timeout_s:g}s", log_tail, seconds)
     if code != 0:
-        return Measurement.crash(f"exit code {code}", log_tail, seconds)
+        said = ERROR_LINE.findall(text)  # the evaluator's own (a child's lines are behind `| `)
+        why = f": {said[-1].strip()[:ERROR_CHARS]}" if said else ""
+        return Measurement.crash(f"exit code {code}{why}", log_tail, seconds)
     try:
         found = parse_metrics(text)
     except MetricLineError as exc:

@@ -57,10 +57,12 @@ async def choose_researcher(lab: Lab, proposer: str | None, seed: int | None) ->
 
 @task(name="prepare", cache_policy=NO_CACHE)
 async def prepare(lab: Lab, researcher: Proposer) -> str:
-    """The sandbox decision; its notice, when candidates run unsandboxed, is logged."""
+    """The sandbox decision; its notice, when candidates run unsandboxed, is logged, and so is
+    the slots' (when two share a GPU, or none was found)."""
     notice = lab.sandboxes.choose(researcher.name)
-    if notice:
-        get_run_logger().warning(notice)
+    for said in (notice, lab.slots.note):
+        if said:
+            get_run_logger().warning(said)
     return notice
 
 

@@ -70,6 +70,15 @@ BENCHES = [  # those without a server first: the server starts meanwhile
         ),
     ),
     Bench(
+        "gpu.py",  # no GPU in the tests: the gate alone, through Triton's interpreter
+        (
+            r"^no CUDA GPU here: gpt-train at its CUDA configuration and the kernel's timing$",
+            r"^  plain \(the study's\) +16 cases passed$",
+            r"^  one pass \(a real speed-up\) +16 cases passed$",
+            r"^  mean over the block \(wrong\) +refused: exit code 1: stage shapes, case 1x1 ",
+        ),
+    ),
+    Bench(
         "screening.py",
         (
             r"^stage noise +within +time +good stopped +final loss$",

@@ -87,8 +87,8 @@ def test_forecast_fake_metric_and_exit_is_a_crash(tmp_path: Path, how: str) -> N
     formula = folder / "forecast.py"
     formula.write_text(formula.read_text() + EXIT_CANDIDATES[how])
     m = evaluate(folder, "python evaluate.py", "rmse", 30)
-    assert m.status == "crash", m
-    assert m.reason == "exit code 1"
+    assert m.status == "crash", m  # the harness's own words, not the candidate's
+    assert m.reason == "exit code 1: forecasts.json: the child process did not write it"
     assert f"| rmse: {FAKE}" in log_of(folder)  # shown, behind the prefix
     assert "the forecasting process failed" in m.log_tail or "forecasts.json" in m.log_tail
 
@@ -225,8 +225,8 @@ def test_gpt_train_fake_metric_and_exit_is_a_crash(gpt_study: Path) -> None:
     train_py = gpt_study / "train.py"
     train_py.write_text(train_py.read_text() + GPT_EXIT)
     m = gpt_evaluate(gpt_study)
-    assert m.status == "crash" and m.reason == "exit code 1", m
-    assert "result.json: the child process did not write it" in m.log_tail
+    assert m.status == "crash", m
+    assert m.reason == "exit code 1: result.json: the child process did not write it"
     assert f"| val_bpb: {FAKE}" in log_of(gpt_study)
 
 
@@ -277,5 +277,5 @@ def test_gpt_train_malformed_logits_are_refused_by_the_parent(gpt_study: Path) -
     train_py = gpt_study / "train.py"
     train_py.write_text(train_py.read_text() + GPT_SHORT_LOGITS)
     m = gpt_evaluate(gpt_study)
-    assert m.status == "crash" and m.reason == "exit code 1"
-    assert "val_logits.f32: 12 bytes, expected 133693440" in m.log_tail
+    assert m.status == "crash" and m.reason.startswith("exit code 1: ")
+    assert "val_logits.f32: 12 bytes, expected 133693440" in m.reason
