@@ -106,8 +106,8 @@ async def _in_parallel(study: str, lab: Lab, researcher: Any, plan: Plan) -> Non
         try:
             while True:
                 while plan.may_start(len(running)):
-                    if plan.calibration_due(len(running)):
-                        await calibrate(lab.measuring)
+                    for slot in plan.calibrations_due(len(running)):
+                        await calibrate(lab.measuring, slot)
                     await _start(study, lab, researcher, await next_trial(plan), running)
                 if not running:
                     break

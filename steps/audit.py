@@ -74,4 +74,5 @@ class Audit:
         if candidate.metric is None or old.metric is None:
             return Verdict("discard", "a run crashed", "")
         assert trial.candidate is not None
-        return self.judge.judge(candidate, trial.candidate, list(old.samples) or [old.metric])
+        runs = list(old.samples) or [old.metric]
+        return self.judge.judge(candidate, trial.candidate, runs, trial.slot)

@@ -18,6 +18,13 @@ def machine() -> str:
     return f"{platform.node()}/{platform.machine()}/{os.cpu_count()}"
 
 
+def place(env: dict[str, str]) -> str:
+    """Where a slot measures: the machine, and the GPU its environment gives it (each GPU has
+    a noise of its own)."""
+    gpu = env.get("CUDA_VISIBLE_DEVICES")
+    return machine() + (f"/gpu {gpu}" if gpu else "")
+
+
 def counts(m: Measurement) -> tuple[int, int] | None:
     """(successes, trials) for the beta-binomial rule, when the evaluator reports them."""
     s, n = m.secondary.get("successes"), m.secondary.get("trials")
@@ -55,16 +62,25 @@ class ChampionRecord:
 
     # the noise ---------------------------------------------------------------------------
 
-    def calibration(self) -> dict[str, Any]:
-        return self.state.load().get("calibration", {})
+    def calibrations(self) -> dict[str, dict[str, Any]]:
+        """Each place's noise (a state.json of an older version: its one machine's)."""
+        saved = self.state.load()
+        old = saved.get("calibration")
+        found = {old["machine"]: old} if old and "machine" in old else {}
+        return found | saved.get("calibrations", {})
 
-    def calibrated_here(self) -> bool:
-        return self.calibration().get("machine") == machine()
+    def calibration(self, where: str | None = None) -> dict[str, Any]:
+        """The noise measured where a slot measures (by default: this machine, no GPU)."""
+        return self.calibrations().get(where or machine(), {})
 
-    def save_calibration(self, m: Measurement) -> None:
-        """The champion's repeated runs are the study's noise; they are its arm too."""
-        cal = {"machine": machine(), "samples": list(m.samples), "sigma": calibrate(m.samples)}
-        self.state.update(calibration=cal)
+    def calibrated(self, where: str) -> bool:
+        return bool(self.calibration(where))
+
+    def save_calibration(self, m: Measurement, where: str, arm: bool = True) -> None:
+        """The champion's repeated runs are the noise of where they ran; slot 1's are its arm
+        too (`arm`)."""
+        cal = {"machine": where, "samples": list(m.samples), "sigma": calibrate(m.samples)}
+        self.state.update(calibrations=self.calibrations() | {where: cal}, calibration=None)
         champ = self.champion()
-        if champ:  # the same runs are the champion's: the arm, not the noise, from now on
+        if champ and arm:  # the same runs are the champion's: the arm, not the noise, from now on
             self.save(champ.commit, m)

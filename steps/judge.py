@@ -9,20 +9,23 @@ from core.rules.base import Arms, Rule
 from evaluators.base import Measurement
 from steps.champion import counts
 from steps.records import Records
+from steps.slots import Slots
 from steps.trial import Candidate, Remeasure, Trial
 
 
 class Judge:
-    def __init__(self, rule: Rule, records: Records, rebase: bool = True) -> None:
+    def __init__(self, rule: Rule, records: Records, slots: Slots, rebase: bool = True) -> None:
         self.rule = rule
         self.records = records
+        self.slots = slots
         self.rebase = rebase  # greedy: a candidate is kept only on top of the champion now
 
-    def needs_calibration(self) -> bool:
-        """A rule that calibrates its noise does so at the start and again on another machine."""
+    def needs_calibration(self, slot: int = 1) -> bool:
+        """A rule that calibrates its noise does so at the start, for each slot's GPU, and
+        again on another machine."""
         if not self.rule.calibrates or self.records.champion() is None:
             return False
-        return not self.records.champion_runs.calibrated_here()
+        return not self.records.champion_runs.calibrated(self.slots[slot].place)
 
     def decide(self, trial: Trial) -> Verdict | Remeasure:
         """Keep or discard, against the champion now. A candidate built on an older champion
@@ -34,8 +37,8 @@ class Judge:
             return Verdict("discard", f"breaks a constraint: {broke}", broke)
         current = self.records.champion_commit()
         if trial.built_on == current or not self.rebase:  # a node may beat it from anywhere
-            return self.judge(trial.measurement, trial.candidate, trial.champion_runs)
-        verdict = self.judge(trial.measurement, trial.candidate)
+            return self.judge(trial.measurement, trial.candidate, trial.champion_runs, trial.slot)
+        verdict = self.judge(trial.measurement, trial.candidate, slot=trial.slot)
         champ = self.records.champion()
         since = f"#{champ.experiment}" if champ else "the baseline"
         if verdict.status != "keep":
@@ -59,9 +62,10 @@ class Judge:
         measurement: Measurement,
         candidate: Candidate,
         champion: list[float] | None = None,
+        slot: int = 1,
     ) -> Verdict:
-        """The rule's verdict on this measurement; measurements that differ in a tag (the
-        data's hash, say) are not comparable."""
+        """The rule's verdict on this measurement (with the noise of the slot it was measured
+        on); measurements that differ in a tag (the data's hash, say) are not comparable."""
         assert measurement.metric is not None
         runs = self.records.champion_runs
         saved = runs.saved()
@@ -72,7 +76,7 @@ class Judge:
             why = f"not comparable: {', '.join(differ)} differs from the champion's"
             return Verdict("discard", why, why)
         champion = champion or runs.samples()
-        cal = runs.calibration()
+        cal = runs.calibration(self.slots[slot].place)
         if cal.get("samples") == champion:  # the calibration runs are the champion arm:
             cal = {}  # counting them again as noise would double their weight
         mine = counts(measurement) if self.rule.needs_counts else None

@@ -49,7 +49,7 @@ class Lab:
         self.slots = Slots(study, self.repo, parallel or study.parallel)
         self.measuring = Measuring(self.instrument, self.slots, self.records)
         self.search = Search(study.config.search, study.metric.direction)
-        self.judge = Judge(study.rule, self.records, rebase=self.search.greedy)
+        self.judge = Judge(study.rule, self.records, self.slots, rebase=self.search.greedy)
         self.holdout = Holdout(study, self.records, self.repo, self.instrument)
         self.audit = Audit(study, self.instrument, self.slots, self.judge)
         self.briefing = Briefing(self.records, self.sandboxes.of)

@@ -64,20 +64,24 @@ class Measuring:
             return Status.CRASH, f"the baseline: {exc}"
         trial.measurement = measured
         if measured.status == "ok" and self.rule.calibrates:
-            self.records.save_calibration(measured)
+            self.records.save_calibration(measured, self.slots[trial.slot].place)
         return (Status.KEEP, "") if measured.status == "ok" else (Status.CRASH, measured.reason)
 
-    def calibrate(self) -> Measurement:
-        """The champion run as many times as the baseline (on slot 1): its spread is the noise.
-        Its logs are those of the next experiment's number, `-calibration`."""
-        self.slots[1].workspace.checkout(self.records.champion_commit())
+    def calibrate(self, index: int = 1) -> Measurement:
+        """The champion run as many times as the baseline on a slot: its spread is the noise
+        there (slot 1's runs are the champion's arm too). Its logs are those of the next
+        experiment's number, `-calibration` (`-calibration-slot-k` on slot k)."""
+        slot = self.slots[index]
+        slot.workspace.checkout(self.records.champion_commit())
         label = f"{self.records.ledger.next_experiment()}-calibration"
-        m = self.evaluate(label, self.rule.baseline_runs)
+        m = self.evaluate(
+            label + (f"-slot-{index}" if index > 1 else ""), self.rule.baseline_runs, index
+        )
         if m.status == "ok":
-            self.records.save_calibration(m)
+            self.records.save_calibration(m, slot.place, arm=index == 1)
         return m
 
-    def evaluate(self, label: int | str, runs: int = 1) -> Measurement:
-        """What slot 1 has checked out, measured `runs` times."""
-        slot = self.slots[1]
+    def evaluate(self, label: int | str, runs: int = 1, index: int = 1) -> Measurement:
+        """What a slot (1) has checked out, measured `runs` times."""
+        slot = self.slots[index]
         return self.instrument.repeat(slot.workspace, label, runs, slot.env)

@@ -30,9 +30,12 @@ class Plan:
             return False
         return not (in_flight and self.lab.records.champion() is None)
 
-    def calibration_due(self, in_flight: int) -> bool:
-        """The noise measured first, with nothing else running (at the start, on a new machine)."""
-        return not in_flight and self.lab.judge.needs_calibration()
+    def calibrations_due(self, in_flight: int) -> list[int]:
+        """The slots whose noise is to be measured first, with nothing else running (at the
+        start, on a new machine; each GPU of its own)."""
+        if in_flight:
+            return []
+        return [s.index for s in self.lab.slots.all if self.lab.judge.needs_calibration(s.index)]
 
     def next_trial(self) -> tuple[Trial, bool]:
         """A trial given a slot: one a killed run left in flight, else a new one (counted);

@@ -127,9 +127,9 @@ class Records:
         with self.own_files.writing():
             learnings.write(self.resource_path, text, block, limit)
 
-    def save_calibration(self, m: Measurement) -> None:
+    def save_calibration(self, m: Measurement, where: str, arm: bool = True) -> None:
         with self.own_files.writing():
-            self.champion_runs.save_calibration(m)
+            self.champion_runs.save_calibration(m, where, arm)
 
     def unpublished(self) -> bool:
         """Has the ledger changed since its report was last published?"""

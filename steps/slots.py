@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from core import devices
 from core.study import STUDY_FILE, Study, StudyError
 from core.workspace import StudyRepo, Workspace
+from steps.champion import place
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,11 @@ class Slot:
     champion: Workspace
     env: dict[str, str]
     experiment: int | None = None  # what it measures now
+
+    @property
+    def place(self) -> str:
+        """Where it measures, as a noise calibration is kept: the machine and its GPU."""
+        return place(self.env)
 
     @property
     def gpu(self) -> str | None:

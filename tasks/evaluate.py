@@ -56,8 +56,9 @@ async def baseline(lab: Lab, trial: Trial) -> tuple[Status, str]:
 
 
 @task(name="calibrate", cache_policy=NO_CACHE)
-async def calibrate(measuring: Measuring) -> Measurement:
-    """The study's noise: the champion run several times (at the start, on a new machine)."""
-    m = await asyncio.to_thread(measuring.calibrate)
+async def calibrate(measuring: Measuring, slot: int = 1) -> Measurement:
+    """The noise of a slot: the champion run several times there (at the start, for each
+    slot's GPU, on a new machine)."""
+    m = await asyncio.to_thread(measuring.calibrate, slot)
     _log(measuring.records.study.metric.name, m)
     return m

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from steps.lab import Lab
-from tests.conftest import campaign, experiment, git
+from tests.conftest import campaign, commit_all, experiment, git
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -21,7 +21,7 @@ def test_sigma_calibrates_then_repeats(make_study, scripted):
     scripted += [{"study/model.py": "X = 4.0\n"}, {"study/model.py": "X = 4.0005\n"}]
     assert experiment(str(folder), researcher=scripted).description == "baseline"
     lab = Lab.open(folder)
-    cal = lab.records.state.load()["calibration"]
+    cal = lab.records.champion_runs.calibration(lab.slots[1].place)
     assert len(cal["samples"]) == 3 and 0 < cal["sigma"] < 0.1
     assert [p.name for p in sorted((lab.study.state_dir / "logs").iterdir())] == [
         "1-2.log",
@@ -41,11 +41,38 @@ def test_new_machine_recalibrates(make_study, scripted):
     experiment(str(folder), researcher=scripted)
     lab = Lab.open(folder)
     state = lab.records.state
-    state.update(calibration=state.load()["calibration"] | {"machine": "elsewhere"})
+    (here,) = state.load()["calibrations"].values()
+    state.update(calibrations={"elsewhere": here})
     assert lab.judge.needs_calibration()
     experiment(str(folder), researcher=scripted)
     assert not Lab.open(folder).judge.needs_calibration()
     assert (lab.study.state_dir / "logs" / "2-calibration.log").exists()
+
+
+def test_an_older_state_file_is_read_and_each_gpu_slot_calibrates(
+    make_study, scripted, monkeypatch
+):
+    """state.json of an older version (one `calibration`, its machine's) is still this
+    machine's; with two GPU slots, the campaign calibrates the second one too, on its GPU."""
+    folder = make_study(NOISY, decision="{rule: sigma, calibration_runs: 2}")
+    experiment(str(folder), researcher=scripted)  # the baseline, calibrating slot 1
+    lab = Lab.open(folder)
+    state = lab.records.state
+    (here,) = state.load()["calibrations"].values()
+    state.update(calibrations={}, calibration=here)  # as an older version wrote it
+    assert not lab.judge.needs_calibration()
+    monkeypatch.setenv("AUTORESEARCH_FAKE_GPUS", "0,1")
+    study = folder / "study.yaml"
+    study.write_text(study.read_text() + "slots: auto\nparallel: 2\n")
+    commit_all(folder.parent, "two GPUs")
+    lab = Lab.open(folder)
+    assert [lab.judge.needs_calibration(s) for s in (1, 2)] == [True, True]  # a GPU each now
+    scripted += [{"study/model.py": "X = 2.0\n"}]
+    campaign(str(folder), experiments=1, researcher=scripted)
+    logs = lab.study.state_dir / "logs"
+    assert (logs / "2-calibration.log").exists() and (logs / "2-calibration-slot-2.log").exists()
+    places = Lab.open(folder).records.champion_runs.calibrations()
+    assert {p.rsplit("/", 1)[-1] for p in places} >= {"gpu 0", "gpu 1"}
 
 
 def test_mannwhitney_measures_the_champion_beside_the_candidate(make_study, scripted):
