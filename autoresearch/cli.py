@@ -40,6 +40,16 @@ def _fail(exc: Exception) -> None:
     sys.exit(getattr(exc, "exit_code", 1))
 
 
+def _preflight(spec: Study) -> None:
+    """What would make a campaign fail at once (uncommitted, a command missing), said now."""
+    from steps.preflight import preflight
+
+    try:
+        preflight(spec)
+    except StudyError as exc:
+        _fail(exc)
+
+
 def _ledger(study_path: str) -> tuple[Study, Ledger]:
     try:
         study = load_study(study_path)
@@ -95,9 +105,10 @@ def run(
     Ctrl-C (or SIGTERM) finishes the experiment in hand, prints the summary and exits 130
     (143); a second one stops at once, rolling that experiment back.
     """
-    found, where = srv.for_command()  # a temporary server starts while the study loads
+    spec, ledger = _ledger(study)
+    _preflight(spec)  # before a server or a flow run: one clear message, exit 2
+    found, where = srv.for_command()
     try:
-        spec, ledger = _ledger(study)
         result, signum = _run(spec, ledger, found, where, 0 if forever else experiments,
                               minutes, proposer, seed, parallel, wait_s, verbose)  # fmt: skip
     finally:
@@ -357,6 +368,52 @@ def status(study: str, rows: int) -> None:
     _print_suspects(ledger)
     _print_pareto(spec, ledger)
     _print_proposers(spec, ledger)
+    _print_notes(spec)
+
+
+@main.command()
+@click.argument("study", type=click.Path(exists=True))
+@click.argument("text", required=False)
+@click.option("--remove", type=int, metavar="N", help="Remove note N.")
+def note(study: str, text: str | None, remove: int | None) -> None:
+    """Steer STUDY without stopping it: every proposal reads TEXT until it is removed.
+
+    Without TEXT, lists the notes. A running campaign reads them from its next proposal on.
+    """
+    from core.notes import NOTES, Notes, NotesError
+
+    spec, _ = _ledger(study)
+    notes = Notes(spec.state_dir / NOTES)
+    try:
+        if remove is not None:
+            gone = notes.remove(remove)
+            console.print(f"note {gone.id} removed: {escape(gone.text)}")
+        elif text is not None:
+            added = notes.add(text)
+            console.print(f"note {added.id} taken: every proposal reads it until "
+                          f"`autoresearch note {study} --remove {added.id}`")  # fmt: skip
+    except NotesError as exc:
+        _fail(exc)
+    _print_notes(spec)
+
+
+def _print_notes(spec: Study) -> None:
+    """The person's notes, which every proposal reads."""
+    from core.notes import NOTES, Notes, NotesError
+
+    try:
+        found = Notes(spec.state_dir / NOTES).all()
+    except NotesError as exc:
+        console.print(f"[yellow]{escape(str(exc))}[/yellow]")
+        return
+    if not found:
+        return
+    table = Table(title=f"notes for the researcher ({len(found)})")
+    for col in ("#", "added", "note"):
+        table.add_column(col)
+    for n in found:
+        table.add_row(str(n.id), n.added_at, escape(n.text))
+    console.print(table)
 
 
 def _print_suspects(ledger: Ledger) -> None:

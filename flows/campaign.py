@@ -21,9 +21,10 @@ from core.lock import StudyLock
 from core.workspace import Conflict
 from flows.experiment import experiment
 from steps.abtests import ABTests, asynchronous
-from steps.lab import Lab, ensure_startable
+from steps.lab import Lab
 from steps.plan import Plan
 from steps.plugins import load_study
+from steps.preflight import preflight
 from steps.report import Summary
 from steps.trial import Launched, Remeasure, Stop, Trial
 from tasks import (
@@ -44,6 +45,7 @@ from tasks import (
     remeasure,
     wait_until,
 )
+from tasks.notes import take_note
 
 
 @flow(name="campaign")
@@ -56,14 +58,18 @@ async def campaign(
     lock_wait_s: float = 0.0,
     researcher: Any = None,  # a Proposer; Any, since Prefect validates parameters
     parallel: int | None = None,
+    note: str | None = None,
 ) -> Summary:
     """K experiments (`experiments`; 0: until stopped) or M minutes on one study, with up to
     `parallel` (default: the study's) candidates in flight at once.
 
-    `researcher`: a proposer object to use instead of the study's (tests pass one).
+    `researcher`: a proposer object to use instead of the study's (tests pass one). `note`: a
+    person's note for every proposal from now on (as `autoresearch note` takes it).
     """
     spec = load_study(study)
-    ensure_startable(spec)
+    preflight(spec)
+    if note:
+        await take_note(spec, note)
     with StudyLock(spec.state_dir, spec.name, lock_wait_s, what=_who()):
         return await _campaign(study, experiments, minutes, proposer, seed, researcher, parallel)
 

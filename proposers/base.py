@@ -94,6 +94,8 @@ class Context:
     # contexts of a campaign
     tried_changes: list[Tried] = field(default_factory=list)
     saved: Saved = field(default_factory=Saved)
+    # what the person running the study asks (`autoresearch note`): every prompt includes them
+    notes: list[str] = field(default_factory=list)
 
     def is_protected(self, path: str) -> bool:
         """Is this repo-relative path a protected file, or inside a protected folder?"""

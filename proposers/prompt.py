@@ -166,6 +166,14 @@ def render_in_flight(context: Context) -> str:
     return f"## Being evaluated now, in parallel (do not duplicate these)\n{lines}\n\n"
 
 
+def render_notes(context: Context) -> str:
+    """The person's notes: asked of every proposal until they are removed."""
+    if not context.notes:
+        return ""
+    lines = "\n".join(f"- {note}" for note in context.notes)
+    return f"## Notes from the person running this study (follow them)\n{lines}\n\n"
+
+
 def render_crash(context: Context) -> str:
     if not context.last_crash:
         return ""
@@ -217,6 +225,7 @@ def task_text(context: Context, rows: int, agent: bool = False) -> str:
         f"Champion: {champion or 'the baseline (no measured champion in the history yet)'}\n\n"
         "## Learnings (resource.md: notes kept by you and edited by people; a person's edits "
         f"take precedence)\n{render_learnings(context)}\n\n"
+        f"{render_notes(context)}"
         f"{render_crash(context)}"
         f"{render_in_flight(context)}"
         "## Your task\n"

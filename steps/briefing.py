@@ -13,6 +13,7 @@ import git
 
 from core import learnings
 from core.ledger import Row, Status
+from core.notes import NOTES, Notes, NotesError
 from core.sandbox import Sandbox
 from core.study import Study
 from core.workspace import Workspace, open_repo
@@ -59,7 +60,17 @@ class Briefing:
             tried_changes=self.tried.changes(rows, others),
             saved=self.saved,
             node=self.node(rows, trial.built_on),
+            notes=self.notes(),
         )
+
+    def notes(self) -> list[str]:
+        """The person's notes; a notes.json that cannot be read is said in the log, and the
+        experiment goes on without them."""
+        try:
+            return [n.text for n in Notes(self.study.state_dir / NOTES).all()]
+        except NotesError as exc:
+            log.warning("%s", exc)
+            return []
 
     def node(self, rows: list[Row], built_on: str) -> Row | None:
         """The row of the node the trial is built on, when that is not the champion."""
