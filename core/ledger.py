@@ -79,6 +79,7 @@ class Row:
     secondary: dict[str, float] = field(default_factory=dict)
     constraint: str = ""  # the constraint a discarded candidate broke
     suspect: str = ""  # why the audit of a keep doubts it, and what re-measuring it found
+    decided_at: str = ""  # results that arrive over days: when it was decided (their clock)
     extra: dict[str, str] = field(default_factory=dict, compare=False)  # unknown columns
 
     @property
@@ -112,6 +113,7 @@ OURS = [
     "secondary",
     "constraint",
     "suspect",
+    "decided_at",
 ]
 INTS = {"experiment", "lines_added", "lines_removed"} | {c for c in OURS if c.startswith("tokens")}
 FLOATS = {"memory_gb", "duration_s", "cost_usd"}

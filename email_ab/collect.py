@@ -60,7 +60,7 @@ class Collector:
         details = {arm: detail(live.get(arm, {}), arms[arm]) for arm in ARMS}
         closed = close_at is not None and now >= close_at
         text = summary(handle, now, look, arms, details, close_at, closed)
-        return Collected(arms, closed, None if closed else iso(due), details, text)
+        return Collected(arms, closed, None if closed else iso(due), details, text, iso(now))
 
     def _due(
         self,

@@ -90,6 +90,7 @@ class Collected:
     due_at: str | None = None  # ISO 8601 (UTC): when collecting again is worth it
     detail: dict[str, dict[str, float]] = field(default_factory=dict)  # per arm: sent, bounced..
     log: str = ""
+    at: str | None = None  # ISO 8601 (UTC): the time of this look, on the evaluator's clock
 
 
 class BadCandidate(ValueError):

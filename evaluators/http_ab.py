@@ -153,7 +153,8 @@ class HttpABEvaluator:
         closed = bool(cfg.closed_path and resolve(answer, parse_json_path(cfg.closed_path)))
         detail = {arm: {"successes": float(s), "trials": float(n)} for arm, (s, n) in arms.items()}
         log = ", ".join(f"{arm} {s}/{n}" for arm, (s, n) in arms.items())
-        return Collected(arms, closed, None if closed else due, detail, f"test {test_id}: {log}")
+        said = f"test {test_id}: {log}"
+        return Collected(arms, closed, None if closed else due, detail, said, iso(now))
 
     def wait_until(self, when: str, state_dir: Path) -> bool:
         return False  # the real clock: a later run collects

@@ -126,6 +126,7 @@ class ABTests:
         if d is None:
             return None
         trial.measurement = measurement(c)
+        trial.decided_at = c.at or ""
         rates = f"{_rate(c.arms['champion']):.2%} -> {_rate(c.arms['challenger']):.2%}"
         trial.description = f"{trial.proposal.hypothesis if trial.proposal else ''} ({rates})"
         current = lab.records.champion_commit()
@@ -141,6 +142,7 @@ class ABTests:
             return None
         baseline = Trial(record.experiment, description=BASELINE, commit=trial.built_on)
         baseline.started_at = record.since or baseline.started_at
+        baseline.decided_at = c.at or ""
         s, n = c.arms["champion"]
         baseline.measurement = Measurement.of(_rate((s, n)), {"successes": s, "trials": n})
         return baseline.row(Status.KEEP, f"the champion's arm of experiment {trial.experiment}")

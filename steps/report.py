@@ -49,6 +49,7 @@ def _field(name: str) -> str:
 # The only columns the report reads by name.
 EXPERIMENT = _field("experiment")
 STATUS = _field("status")
+DECIDED = _field("decided_at")
 DESCRIPTION = _field("description")
 COMMIT = _field("commit")
 METRIC = _field("metric")
@@ -331,25 +332,41 @@ def running_best(frame: pd.DataFrame, metric: str, direction: str) -> pd.Series:
     return best.ffill()
 
 
+def decided_times(frame: pd.DataFrame) -> pd.Series | None:
+    """When each row was decided, for a study whose results arrive over time (A/B tests: the
+    `decided_at` of every measured row); None for a study measured on the spot."""
+    measured = frame[frame[STATUS].isin(CHARTED)]
+    if DECIDED not in frame or measured.empty or not measured[DECIDED].astype(bool).all():
+        return None
+    return pd.to_datetime(frame[DECIDED].where(frame[DECIDED].astype(bool)), utc=True)
+
+
 def progress_figure(frame: pd.DataFrame, metric: str, direction: str, title: str) -> Any:
     """Karpathy's progress.png: every measured experiment, kept against discarded, the best line.
+    Results that arrive over days are drawn against the time each was decided, each point
+    labelled with its experiment's number.
 
     Built on a bare Figure (no pyplot): no global state, safe inside a worker thread.
     """
     from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(9, 4.5), layout="constrained")
     ax = fig.add_subplot()
+    times = decided_times(frame)
+    frame = frame.assign(_x=frame[EXPERIMENT] if times is None else times)
     measured = frame[frame[STATUS].isin(CHARTED) & frame[metric].notna()]
     discarded = measured[measured[STATUS] == Status.DISCARD]
     kept = measured[measured[STATUS] == Status.KEEP]
-    ax.scatter(discarded[EXPERIMENT], discarded[metric], s=18, c="#b0b0b0", label="discarded")
-    ax.scatter(kept[EXPERIMENT], kept[metric], s=42, c="#2ca02c", label="kept", zorder=3)
+    ax.scatter(discarded["_x"], discarded[metric], s=18, c="#b0b0b0", label="discarded")
+    ax.scatter(kept["_x"], kept[metric], s=42, c="#2ca02c", label="kept", zorder=3)
     best = running_best(frame, metric, direction)
-    ax.step(frame[EXPERIMENT], best, where="post", c="#1f77b4", lw=1.5, label="running best")
+    drawn = frame["_x"].notna()
+    ax.step(
+        frame["_x"][drawn], best[drawn], where="post", c="#1f77b4", lw=1.5, label="running best"
+    )
+    _axis(ax, times is not None, measured, metric)
     later = kept.iloc[1:]
-    for n, value, text in zip(later[EXPERIMENT], later[metric], later[DESCRIPTION], strict=True):
+    for n, value, text in zip(later["_x"], later[metric], later[DESCRIPTION], strict=True):
         ax.annotate(
             str(text)[:40].replace("$", r"\$"),  # no mathtext
             (n, value),
@@ -361,13 +378,28 @@ def progress_figure(frame: pd.DataFrame, metric: str, direction: str, title: str
         )
     crashed = int((frame[STATUS] == Status.CRASH).sum())
     ax.set_title(f"{title}: {metric} ({direction}); {len(frame)} experiments, {crashed} crashed")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("experiment")
     ax.set_ylabel(metric)
     ax.grid(alpha=0.3)
     if len(measured):
         ax.legend(loc="best", fontsize=8)
     return fig
+
+
+def _axis(ax: Any, timed: bool, measured: pd.DataFrame, metric: str) -> None:
+    """Experiment numbers on the x axis; or the decision time, each point labelled `#n`."""
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+    from matplotlib.ticker import MaxNLocator
+
+    if not timed:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("experiment")
+        return
+    locator = AutoDateLocator()
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    ax.set_xlabel("decided (UTC): results arrive over time; each point is its experiment #")
+    for x, y, n in zip(measured["_x"], measured[metric], measured[EXPERIMENT], strict=True):
+        ax.annotate(f"#{n}", (x, y), fontsize=6, xytext=(-3, -9), textcoords="offset points")
 
 
 def progress_png(frame: pd.DataFrame, metric: str, direction: str, title: str, dpi: int) -> bytes:

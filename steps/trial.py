@@ -73,6 +73,7 @@ class Trial:
     screens: dict[str, float] = field(default_factory=dict)  # each screening stage's value
     constraint: str = ""  # the constraint the measurement broke
     suspect: str = ""  # what the audit of its keep found
+    decided_at: str = ""  # an A/B test's: when it was decided, on the evaluator's clock
     started: float = field(default_factory=time.monotonic)
     started_at: str = field(default_factory=now)
 
@@ -126,6 +127,7 @@ class Trial:
             secondary=numbers | {f"screen.{k}": v for k, v in self.screens.items()},
             constraint=self.constraint,
             suspect=self.suspect,
+            decided_at=self.decided_at,
             **tokens,
         )
 

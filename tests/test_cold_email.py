@@ -10,11 +10,13 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from core.ledger import Status
+from steps import report
 from steps.lab import Lab
 from tests.conftest import ROOT, Scripted, campaign, commit_all, git
 from tests.emulators.sendgrid_api import SendGridEmulator
@@ -71,6 +73,14 @@ def test_offline_a_better_copy_is_kept_and_a_worse_one_discarded(tmp_path, monke
     assert by["bad"].status == Status.DISCARD
     assert sorted(r.experiment for r in rows) == [1, 2, 3] and result.ran == 2
     assert "->" in by["good"].description  # the rates, champion's and challenger's
+    # decided on the simulated clock (both tests ran at once here), charted against that time
+    decided = [
+        datetime.fromisoformat(r.decided_at) for r in sorted(rows, key=lambda r: r.experiment)
+    ]
+    assert decided[0] <= decided[1] <= decided[2], decided
+    frame = report.results_frame(Lab.open(folder).records.ledger)
+    figure = report.progress_figure(frame, "reply_rate", "maximize", "cold-email")
+    assert figure.axes[0].get_xlabel().startswith("decided (UTC)")
     dashboard = (folder.parent / "runs" / "cold-email" / "ab-tests.md").read_text()
     assert "A/B tests in flight" in dashboard
     learnings = (folder.parent / "runs" / "cold-email" / "resource.md").read_text()

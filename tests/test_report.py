@@ -10,6 +10,7 @@ from dataclasses import FrozenInstanceError, replace
 from html.parser import HTMLParser
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
@@ -268,3 +269,25 @@ def test_the_champions_markdown(reported: Path) -> None:
     assert KEY not in text and "-X = 5.0  # [redacted]" in text  # the diff from the key's commit
     empty = Ledger(study.state_dir / "none.tsv", "score")
     assert report.summary_markdown(study, empty).endswith("No baseline yet.")
+
+
+def test_results_that_arrive_over_days_are_drawn_against_their_decision_time():
+    """A test decided after nine days sits nine days along, not one experiment along; a study
+    measured on the spot keeps experiment numbers."""
+    day = "2026-12-{:02d}T09:00:00+00:00"
+    rows = [
+        Row(1, Status.KEEP, "baseline", "a", 0.030, decided_at=day.format(1)),
+        Row(2, Status.DISCARD, "shorter", "b", 0.028, decided_at=day.format(3)),
+        Row(3, Status.CRASH, "broken copy"),
+        Row(4, Status.KEEP, "a question", "c", 0.040, decided_at=day.format(12)),
+    ]
+    frame = pd.DataFrame({name: report._column(name, rows) for name in report.TYPES})
+    frame = frame.rename(columns={"metric": "reply_rate"})
+    ax = report.progress_figure(frame, "reply_rate", "maximize", "cold-email").axes[0]
+    xs = sorted(x for c in ax.collections for x, _ in c.get_offsets().tolist())
+    assert [b - a for a, b in zip(xs, xs[1:], strict=False)] == [2.0, 9.0]  # days apart
+    assert ax.get_xlabel().startswith("decided (UTC)")
+    assert {t.get_text() for t in ax.texts} >= {"#1", "#2", "#4"}
+    ax = report.progress_figure(frame.assign(decided_at=""), "reply_rate", "maximize", "t").axes[0]
+    assert sorted(x for c in ax.collections for x, _ in c.get_offsets().tolist()) == [1, 2, 4]
+    assert ax.get_xlabel() == "experiment"
