@@ -13,7 +13,7 @@ $(VENV)/.base: pyproject.toml
 
 # torch==2.13.0 is the CPU build that lies on this kind of machine's disk
 $(VENV)/.dev: $(VENV)/.base
-	$(PY) -m pip install -q -e ".[dev,email,search,studies,torch,gpu]"
+	$(PY) -m pip install -q -e ".[dev,email,search,studies,torch,gpu,mlflow]"
 	touch $@
 
 # bubblewrap sandboxes every evaluation, slirp4netns gives one that asks for the network a

@@ -201,6 +201,8 @@ def _in_thread(
                 outcome["result"] = asyncio.run(flow())
             except BaseException as exc:  # handed to the main thread
                 outcome["error"] = exc
+            finally:
+                _deliver()  # while the server is up: nothing left to send when it stops
 
     with Interrupts() as interrupts:
         worker = threading.Thread(target=work, name="campaign")
@@ -210,6 +212,16 @@ def _in_thread(
         done.set()
         watcher.join()
     return outcome, interrupts.signum
+
+
+def _deliver() -> None:
+    """Every log line and event of the campaign sent to the server now: Prefect would send what
+    is left at exit, to a server already stopped ("Error logging to API")."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogHandler
+
+    APILogHandler().flush()
+    EventsWorker.drain_all(timeout=10)
 
 
 class Interrupts:
@@ -570,6 +582,28 @@ def report_command(study: str) -> None:
     console.print(f"chart  {png}\nreport {page}")
 
 
+@main.command(name="export")
+@click.argument("study", type=click.Path(exists=True))
+@click.option("--branch", help="The branch to write (default: autoresearch/<name>-export).")
+@click.option("--force", is_flag=True, help="Replace the branch if it exists.")
+def export_command(study: str, branch: str | None, force: bool) -> None:
+    """A reviewable branch from STUDY's base to its champion: one commit per kept change that
+    survives in it, and a pull request's summary in runs/<name>/export.md."""
+    from steps.export import ExportError, export
+
+    spec, _ = _ledger(study)
+    try:
+        done = export(spec, branch, force)
+    except ExportError as exc:
+        _fail(exc)
+    console.print(f"branch  {done.branch} ({len(done.commits)} commits on {done.base[:7]})")
+    for keep, sha in done.commits:
+        console.print(f"  {sha[:7]}  #{keep.row.experiment} {escape(keep.row.description[:70])}")
+    for keep, why in done.folded:
+        console.print(f"  folded  #{keep.row.experiment} {escape(why)}")
+    console.print(f"summary {done.summary}")
+
+
 @main.command()
 @click.option(
     "--deployments",
@@ -584,7 +618,17 @@ def report_command(study: str) -> None:
     help="PREFECT_HOME of a new server, its SQLite database inside (default: .prefect/).",
 )
 @click.option("--worker/--no-worker", default=True, help="Run a process worker (default).")
-def serve(prefect_file: Path | None, port: int, home: Path | None, worker: bool) -> None:
+@click.option(
+    "--database",
+    metavar="URL",
+    help="The new server's database, PostgreSQL for many workers: "
+    "postgresql+asyncpg://USER:PASSWORD@HOST:PORT/DB (default: Prefect's "
+    "PREFECT_API_DATABASE_CONNECTION_URL, which keeps the password off the command line; "
+    "else SQLite in the home).",
+)
+def serve(
+    prefect_file: Path | None, port: int, home: Path | None, worker: bool, database: str | None
+) -> None:
     """Start (or connect to) a Prefect server, apply the deployments and run a worker.
 
     With PREFECT_API_URL set, that server is used (it must answer; its credentials are read
@@ -598,7 +642,7 @@ def serve(prefect_file: Path | None, port: int, home: Path | None, worker: bool)
     signal.signal(signal.SIGTERM, _interrupt)
     children: list[Any] = []
     try:
-        found = srv.connect_or_start(home, port)
+        found = srv.connect_or_start(home, port, database)
     except srv.ServerError as exc:
         _fail(exc)
     if found.process is not None:
@@ -607,8 +651,8 @@ def serve(prefect_file: Path | None, port: int, home: Path | None, worker: bool)
         how = f"started in {found.started_in_s:.1f}s, home {found.home}" if found.process else ""
         console.print(f"Prefect UI: {found.ui_url}" + (f" ({how})" if how else ""), highlight=False)
         if found.process and found.home is not None:  # where the login is, never the login
-            login = found.home / credentials.API_AUTH_FILE
-            console.print(f"the UI asks for the contents of {login}", highlight=False)
+            login = f"the UI asks for the contents of {found.home / credentials.API_AUTH_FILE}"
+            console.print(f"database: {srv.database_of(found, database)}\n{login}", highlight=False)
         pools = srv.pools(prefect_file) if worker else []
         for pool in pools:  # first: a starting worker creates its pool, deploy needs it
             children.append(srv.start_worker(pool, found.api_url, found.home, auth=found.auth))
@@ -830,7 +874,7 @@ def trigger(study: str, params: tuple[str, ...], watch: bool, flow_name: str) ->
             missing = f"no deployment {name} at {api_url}: apply deployments.yaml"
             _fail(click.ClickException(missing))
         console.print(
-            f"flow run {run.name} ({run.id}) of {name}: {found.ui_url}/runs/flow-run/{run.id}",
+            f"flow run {run.name} ({run.id}) of {name}: {found.ui_url}/v2/runs/flow-run/{run.id}",
             highlight=False,
         )
         if watch:

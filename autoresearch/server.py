@@ -44,6 +44,14 @@ HOST = "127.0.0.1"
 DEFAULT_PORT = 4200
 SERVE_RECORD = "serve.json"  # where `autoresearch serve` says its server runs
 PR_SET_PDEATHSIG = 1
+DATABASE_ENV = "PREFECT_API_DATABASE_CONNECTION_URL"  # Prefect's own server setting
+DATABASE_SCHEMES = {  # what `--database` takes, and the driver Prefect's server needs
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+}
 
 
 class ServerError(RuntimeError):
@@ -178,6 +186,29 @@ class Server:
         atomic_write(self.home / SERVE_RECORD, text + "\n")
 
 
+def database_url(url: str) -> str:
+    """A server's database URL as Prefect's server takes it: postgresql[+asyncpg]:// (or
+    postgres://) becomes postgresql+asyncpg://, sqlite:// sqlite+aiosqlite://; another scheme
+    is a ServerError, said without the URL's password."""
+    scheme, sep, rest = url.strip().partition("://")
+    driver = DATABASE_SCHEMES.get(scheme.lower())
+    if not sep or driver is None or not rest:
+        raise ServerError(
+            f"--database {redact(url)}: not a database URL Prefect's server takes; give "
+            "postgresql+asyncpg://USER:PASSWORD@HOST:PORT/DATABASE (or sqlite+aiosqlite:///PATH)"
+        )
+    return f"{driver}://{rest}"
+
+
+def redact(url: str) -> str:
+    """A database URL with its password replaced by ***: what may be printed or logged."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
 def _die_with_parent(parent: int) -> None:
     """In the child, before exec: SIGKILL when the parent dies, also by SIGKILL (Linux)."""
     if sys.platform.startswith("linux"):
@@ -187,7 +218,8 @@ def _die_with_parent(parent: int) -> None:
 
 
 def launch(argv: list[str], home: Path, port: int, die_with_us: bool = False, **env: str) -> Server:
-    """Start a server process on 127.0.0.1:port with its SQLite database under `home`; do not
+    """Start a server process on 127.0.0.1:port with its SQLite database under `home` (or the
+    database PREFECT_API_DATABASE_CONNECTION_URL names, in `env` or this environment); do not
     wait for it (`wait_healthy`). It leads its own process group."""
     if port_in_use(port):
         raise ServerError(f"port {port} on {HOST} is already in use; pick another with --port")
@@ -220,12 +252,20 @@ def app_command(port: int) -> list[str]:
 
 
 def start_server(
-    home: Path, port: int | None = None, timeout_s: float = 120.0, **env: str
+    home: Path,
+    port: int | None = None,
+    timeout_s: float = 120.0,
+    database: str | None = None,
+    **env: str,
 ) -> Server:
     """A Prefect server (API and UI) on 127.0.0.1; waits for health. The UI is told its own
-    API's address, whatever the port."""
+    API's address, whatever the port. `database`: its database URL (PostgreSQL, say; the URL
+    travels by environment, never on a command line); None: PREFECT_API_DATABASE_CONNECTION_URL
+    when set, else SQLite in `home`."""
     port = port or free_port()
     ui_api = {"PREFECT_UI_API_URL": f"http://{HOST}:{port}/api"}
+    if database is not None:
+        ui_api[DATABASE_ENV] = database_url(database)
     return launch(app_command(port), home, port, **(ui_api | env)).wait_healthy(timeout_s)
 
 
@@ -267,10 +307,20 @@ def for_command(home: Path | None = None) -> tuple[Server, str]:
     return server, f"a temporary Prefect server at {server.ui_url} (stops with this command)"
 
 
-def connect_or_start(home: Path | None = None, port: int = DEFAULT_PORT) -> Server:
-    """The server named by PREFECT_API_URL when set (it must answer), else a new local one."""
+def connect_or_start(
+    home: Path | None = None, port: int = DEFAULT_PORT, database: str | None = None
+) -> Server:
+    """The server named by PREFECT_API_URL when set (it must answer), else a new local one (on
+    `database`, a URL, when given)."""
     home = home or credentials.prefect_home()
     api_url = os.environ.get("PREFECT_API_URL")
+    if api_url and database is not None:
+        raise ServerError(
+            f"--database is the database of a server started here, but PREFECT_API_URL={api_url} "
+            "names a running one; unset PREFECT_API_URL to start one on that database"
+        )
+    if database is not None:
+        database_url(database)  # a wrong URL said before a server starts
     if api_url:
         if not healthy(api_url):
             raise ServerError(
@@ -278,7 +328,15 @@ def connect_or_start(home: Path | None = None, port: int = DEFAULT_PORT) -> Serv
                 "start that server or unset PREFECT_API_URL to start one here"
             )
         return Server(api_url, auth=credentials.api_auth(home))
-    return start_server(home, port)
+    return start_server(home, port, database=database)
+
+
+def database_of(server: Server, database: str | None = None) -> str:
+    """Which database a server started here keeps its runs in, as may be printed (no password)."""
+    url = database_url(database) if database else os.environ.get(DATABASE_ENV)
+    if url:
+        return redact(url)
+    return f"SQLite, {(server.home or credentials.prefect_home()) / 'prefect.db'}"
 
 
 # deployments -------------------------------------------------------------------------------

@@ -276,6 +276,7 @@ class StudyConfig(Strict):
     parallel: int | None = Field(None, ge=1)  # candidates in flight (default 1, or len(slots))
     slots: SlotsConfig = SlotsConfig()  # each slot's environment, or a GPU each (`auto`)
     remote: str | None = None  # a git URL the candidates travel by to workers
+    trackers: list[Literal["mlflow"]] = []  # where runs are recorded too (trackers/)
     state_dir: str | None = None
 
     @model_validator(mode="after")

@@ -35,6 +35,7 @@ from tasks import (
     collect,
     count,
     dashboard,
+    finish_tracking,
     holdout,
     launch,
     next_trial,
@@ -43,6 +44,7 @@ from tasks import (
     publish,
     record,
     remeasure,
+    start_tracking,
     wait_until,
 )
 from tasks.notes import take_note
@@ -94,15 +96,22 @@ async def _campaign(
     parallel: int | None,
 ) -> Summary:
     lab = await open_lab(study, parallel)
-    researcher = researcher or await choose_researcher(lab, proposer, seed)
-    await prepare(lab, researcher)
-    later = asynchronous(lab)
-    plan = Plan(lab, experiments, minutes, resume=not later)
-    await count(plan)
-    await (_ab_tests if later else _in_parallel)(study, lab, researcher, plan)
-    await count(plan, closing=True)
-    await holdout(lab.holdout, at_end=True)
-    return plan.ended(await publish(lab))
+    await start_tracking(lab)  # the campaign's run in the study's trackers, if any
+    try:
+        researcher = researcher or await choose_researcher(lab, proposer, seed)
+        await prepare(lab, researcher)
+        later = asynchronous(lab)
+        plan = Plan(lab, experiments, minutes, resume=not later)
+        await count(plan)
+        await (_ab_tests if later else _in_parallel)(study, lab, researcher, plan)
+        await count(plan, closing=True)
+        await holdout(lab.holdout, at_end=True)
+        summary = plan.ended(await publish(lab))
+    except Exception as exc:
+        await finish_tracking(lab, None, failed=f"{type(exc).__name__}: {exc}")
+        raise
+    await finish_tracking(lab, summary)
+    return summary
 
 
 async def _in_parallel(study: str, lab: Lab, researcher: Any, plan: Plan) -> None:

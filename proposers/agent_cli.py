@@ -65,7 +65,7 @@ class Snapshot:
 
 class AgentCliConfig(ProposerConfig):
     kind: Literal["agent_cli"] = "agent_cli"
-    command: str | None = None  # e.g. claude -p "$(cat {prompt_file})"
+    command: str | None = None  # claude -p "$(cat {prompt_file})" --permission-mode acceptEdits
     timeout_s: float = Field(900, gt=0)
     passenv: list[str] = []  # more variables of ours the agent gets (NAME or PREFIX*)
 
@@ -84,7 +84,7 @@ class AgentCliProposer:
         if not config.command or not config.command.strip():
             raise StopCampaign(
                 "proposer.command is required for kind agent_cli, for example "
-                "'claude -p {prompt_file}' or 'codex exec \"$(cat {prompt_file})\"'"
+                "'claude -p \"$(cat {prompt_file})\" --permission-mode acceptEdits'"
             )
         self.config = config
         self.secrets = known_secrets()

@@ -23,6 +23,7 @@ from core.workspace import StudyRepo
 from evaluators.base import Measurement
 from steps.champion import ChampionRecord
 from steps.instrument import log_path
+from steps.tracking import Tracking
 from steps.trial import Trial
 
 # git config of the user that the tool's own git commands read (core.fsmonitor runs a program)
@@ -39,6 +40,7 @@ class Records:
         self.pending = Pending(study.state_dir)
         self.champion_runs = ChampionRecord(self.ledger, self.state)
         self.numbering = threading.Lock()  # experiment numbers are given one at a time
+        self.tracking = Tracking(study, repo)  # the trackers: where rows land beside the ledger
         git = repo.git_dir
         self.own_files = Watched(  # what no evaluation may change
             [self.ledger.path, self.state.path, git / "config", *GIT_CONFIGS],

@@ -11,6 +11,7 @@ from tasks.persist import persist, publish
 from tasks.plan import count, next_trial
 from tasks.prepare import choose_researcher, claim, open_lab, prepare, reserve
 from tasks.propose import propose
+from tasks.tracking import finish_tracking, start_tracking
 
 __all__ = [
     "apply",
@@ -24,6 +25,7 @@ __all__ = [
     "collect",
     "dashboard",
     "decide",
+    "finish_tracking",
     "holdout",
     "launch",
     "measure",
@@ -36,5 +38,6 @@ __all__ = [
     "record",
     "remeasure",
     "reserve",
+    "start_tracking",
     "wait_until",
 ]

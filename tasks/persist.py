@@ -15,6 +15,7 @@ from proposers.base import Learned, Proposer
 from steps import report
 from steps.lab import Lab
 from steps.trial import Trial
+from tasks.tracking import warn
 
 
 @task(name="persist", cache_policy=NO_CACHE)
@@ -35,6 +36,7 @@ async def persist(
     get_run_logger().info(
         "#%s %s %s %s", row.experiment, row.status, format_metric(row.metric), row.description
     )
+    warn(await asyncio.to_thread(lab.records.tracking.record, row))  # landed: tracked too
     return row
 
 

@@ -13,7 +13,7 @@ from prefect.artifacts import (
 )
 from prefect.cache_policies import NO_CACHE
 
-from core.ledger import Row
+from core.ledger import Row, format_metric
 from steps import report
 from steps.plan import Plan
 from steps.trial import Stop, Trial
@@ -39,6 +39,10 @@ async def count(
     Pareto front too, at the start and when something ended); when closing, why the campaign
     stopped early (if it did)."""
     plan.count(ended or [])
+    for _, outcome in ended or []:  # the campaign's log tells each experiment's outcome
+        if isinstance(outcome, Row):
+            get_run_logger().info("#%d %s %s %s", outcome.experiment, outcome.status,
+                                  format_metric(outcome.metric), outcome.description)  # fmt: skip
     note = plan.budget.stop if closing else ""
     if note:
         get_run_logger().warning(note)

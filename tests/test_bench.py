@@ -109,6 +109,14 @@ BENCHES = [  # those without a server first: the server starts meanwhile
         ),
     ),
     Bench(
+        "postgres.py",  # starts its own servers; PostgreSQL's row says why where there is none
+        (
+            rf"^postgresql +(2 +2 +2 +{NUMBER} +{NUMBER} +0 +\d+|skipped: .+)$",
+            rf"^sqlite +2 +2 +2 +{NUMBER} +{NUMBER} +0 +\d+$",
+            r"^untimed: the servers up in ",
+        ),
+    ),
+    Bench(
         "overhead.py",
         (
             rf"^no-op evaluation, unsandboxed +{NUMBER} ms",

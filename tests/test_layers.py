@@ -18,11 +18,16 @@ ALLOWED: dict[str, set[str]] = {
     "core": set(),  # the base
     "evaluators": {"core"},  # the plugins: the base only
     "proposers": {"core"},
-    "steps": {"core", "evaluators", "proposers"},  # the one layer that loads the plugins
-    "tasks": {"core", "evaluators", "proposers", "steps"},  # steps wrapped; plugins' exceptions
-    "flows": {"core", "steps", "tasks"},  # tasks composed, with steps' and core's types only
+    "trackers": {"core"},  # where runs are recorded too (MLflow): the base only
+    "steps": {"core", "evaluators", "proposers", "trackers"},  # the one layer that loads plugins
+    "tasks": {  # steps wrapped; plugins' exceptions
+        *("core", "evaluators", "proposers", "trackers", "steps"),
+    },
+    "flows": {"core", "trackers", "steps", "tasks"},  # tasks composed, with the types below
     "email_ab": {"core", "evaluators"},  # a plugin package: its kind's base, and the base
-    "autoresearch": {"core", "evaluators", "proposers", "steps", "tasks", "flows", "email_ab"},
+    "autoresearch": {
+        *("core", "evaluators", "proposers", "trackers", "steps", "tasks", "flows", "email_ab"),
+    },
 }
 
 
@@ -146,7 +151,9 @@ def test_a_planted_back_import_is_found(tmp_path: Path) -> None:
     assert cycle(module_graph(tmp_path)) is None
 
 
-@pytest.mark.parametrize("room", ["core", "proposers", "evaluators", "steps", "email_ab"])
+@pytest.mark.parametrize(
+    "room", ["core", "proposers", "evaluators", "trackers", "steps", "email_ab"]
+)
 def test_no_prefect_below_tasks(room: str) -> None:
     for path in (ROOT / room).rglob("*.py"):
         assert "prefect" not in imported(path), f"{path} imports prefect"

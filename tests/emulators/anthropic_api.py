@@ -15,6 +15,12 @@ answer depends on the request, such as the model a judged prompt is run on.
 With `auto=True` it answers unscripted requests itself: a `propose_change` call that changes one
 numeric literal of the first `<file path="...">` block in the prompt, or a `write_learnings` call
 that appends the outcome to the learnings, so that whole campaigns can run against it.
+
+It also speaks what Claude Code (the `claude` CLI) needs: `/v1/messages?beta=true`, streaming
+(`"stream": true`: the server-sent events of the real API, message_start to message_stop, with
+text, thinking and input_json deltas), `role: "system"` turns between the others (the
+`mid-conversation-system` beta) and `/v1/messages/count_tokens`. `working_directory(body)` reads
+the folder Claude Code says it runs in, for scripted calls of its own tools (Read, Edit, Write).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
 
 KEY_PLACEHOLDER = "{API_KEY}"  # in scripted text: replaced by the credential the client sent
 FILE_RE = re.compile(r'<file path="([^"]+)">\n(.*?)\n</file>', re.DOTALL)
@@ -163,6 +170,11 @@ class Recorded:
     body: Any
     raw: bytes
 
+    @property
+    def route(self) -> str:
+        """The path without its query (Claude Code asks for `/v1/messages?beta=true`)."""
+        return urlsplit(self.path).path
+
 
 # Prompt caching model ------------------------------------------------------------------
 
@@ -261,8 +273,9 @@ class PromptCache:
 # Request validation (what the real API answers with 400) -------------------------------
 
 
-def validate(body: Any, refuse_forced_tool_choice: bool) -> str | None:
-    """The reason the real API would reject this request, or None."""
+def validate(body: Any, refuse_forced_tool_choice: bool, betas: str = "") -> str | None:
+    """The reason the real API would reject this request, or None. With the
+    `mid-conversation-system` beta, `role: "system"` turns may come between the others."""
     if not isinstance(body, dict):
         return "request body must be a JSON object"
     if not isinstance(body.get("model"), str):
@@ -278,6 +291,13 @@ def validate(body: Any, refuse_forced_tool_choice: bool) -> str | None:
     breakpoints = json.dumps(body).count('"cache_control"')
     if breakpoints > 4:
         return f"A maximum of 4 blocks with cache_control may be provided. Found {breakpoints}."
+    if "mid-conversation-system" in betas:
+        extra = [m for m in messages if isinstance(m, dict) and m.get("role") == "system"]
+        if any(not isinstance(m.get("content"), str | list) or not m["content"] for m in extra):
+            return "system messages: content must be a non-empty string or list of blocks"
+        messages = [m for m in messages if not (isinstance(m, dict) and m.get("role") == "system")]
+        if not messages:
+            return "messages: at least one user message is required"
     return _validate_messages(messages)
 
 
@@ -448,7 +468,7 @@ class AnthropicEmulator:
 
     @property
     def messages_requests(self) -> list[Recorded]:
-        return [r for r in self.requests if r.path.endswith("/v1/messages")]
+        return [r for r in self.requests if r.route.endswith("/v1/messages")]
 
     # -- request handling
 
@@ -456,14 +476,21 @@ class AnthropicEmulator:
         """Status, headers, JSON body and delay for one request."""
         with self.lock:
             self.requests.append(rec)
-        if rec.method != "POST" or not rec.path.endswith("/v1/messages"):
+        counting = rec.route.endswith("/v1/messages/count_tokens")
+        if rec.method != "POST" or not (counting or rec.route.endswith("/v1/messages")):
             return _error(404, "not_found_error", f"no route {rec.method} {rec.path}")
         credential = _credential(rec.headers)
         if credential is None or (self.api_key is not None and credential != self.api_key):
             return _error(401, "authentication_error", "invalid x-api-key")
-        problem = validate(rec.body, self.refuse_forced_tool_choice)
+        betas = rec.headers.get("anthropic-beta", "")
+        checked = rec.body
+        if counting and isinstance(rec.body, dict):  # counting needs no max_tokens
+            checked = {"max_tokens": 1, **rec.body}
+        problem = validate(checked, self.refuse_forced_tool_choice, betas)
         if problem:
             return _error(400, "invalid_request_error", problem)
+        if counting:
+            return 200, {}, {"input_tokens": sum(n for _, n, _ in _segments(checked))}, 0.0
         reply = self._next(rec.body)
         if reply is None:
             return _error(
@@ -527,6 +554,105 @@ def _error(
     return status, dict(headers or {}), body, 0.0
 
 
+# Streaming: the server-sent events of the real API ------------------------------------
+
+DELTA_CHARS = 24  # text and JSON arrive in pieces this long, as a real stream's do
+
+
+def _pieces(text: str) -> list[str]:
+    return [text[i : i + DELTA_CHARS] for i in range(0, len(text), DELTA_CHARS)] or [""]
+
+
+def _block_events(index: int, block: dict[str, Any]) -> list[dict[str, Any]]:
+    """content_block_start, its deltas and content_block_stop for one block of a message."""
+    kind = block.get("type")
+    if kind == "text":
+        start = {"type": "text", "text": ""}
+        deltas = [{"type": "text_delta", "text": p} for p in _pieces(block.get("text", ""))]
+    elif kind == "thinking":
+        start = {"type": "thinking", "thinking": "", "signature": ""}
+        deltas = [{"type": "thinking_delta", "thinking": p} for p in _pieces(block["thinking"])]
+        deltas.append({"type": "signature_delta", "signature": block.get("signature", "")})
+    elif kind == "tool_use":
+        start = {**block, "input": {}}
+        partial = json.dumps(block.get("input", {}))
+        deltas = [{"type": "input_json_delta", "partial_json": p} for p in _pieces(partial)]
+    else:  # any other block arrives whole
+        start, deltas = block, []
+    return [
+        {"type": "content_block_start", "index": index, "content_block": start},
+        *({"type": "content_block_delta", "index": index, "delta": d} for d in deltas),
+        {"type": "content_block_stop", "index": index},
+    ]
+
+
+def sse_events(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """A whole message as the events of a streamed answer: message_start (no content yet, the
+    input usage), a ping, each block's events, message_delta (stop reason, output tokens),
+    message_stop."""
+    usage = dict(message["usage"])
+    output_tokens = usage.pop("output_tokens")
+    start = {
+        **message,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": {**usage, "output_tokens": 1},
+    }
+    events: list[dict[str, Any]] = [{"type": "message_start", "message": start}, {"type": "ping"}]
+    for index, block in enumerate(message["content"]):
+        events += _block_events(index, block)
+    events.append(
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+            "usage": {"output_tokens": output_tokens},
+        }
+    )
+    events.append({"type": "message_stop"})
+    return events
+
+
+def sse_body(message: dict[str, Any]) -> bytes:
+    """The text/event-stream body of a streamed message."""
+    return "".join(
+        f"event: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in sse_events(message)
+    ).encode()
+
+
+def streamed(rec: Recorded) -> bool:
+    """Whether the request asked for a stream of events."""
+    return isinstance(rec.body, dict) and rec.body.get("stream") is True
+
+
+# Claude Code ---------------------------------------------------------------------------
+
+WORKDIR_RE = re.compile(r"^ *- Primary working directory: (.+?) *$", re.MULTILINE)
+
+
+def working_directory(body: dict[str, Any]) -> str | None:
+    """The folder Claude Code says it runs in (its system prompt's environment section), where
+    the files its own tools (Read, Edit, Write) take by absolute path live."""
+    system = body.get("system")
+    texts = [system] if isinstance(system, str) else [_block_text(b) for b in system or []]
+    texts += [_prompt_text(body)]
+    for text in texts:
+        if found := WORKDIR_RE.search(text):
+            return found.group(1)
+    return None
+
+
+def tool_results(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The tool_result blocks of the conversation so far, in order."""
+    return [
+        block
+        for msg in body.get("messages") or []
+        if msg.get("role") == "user" and isinstance(msg.get("content"), list)
+        for block in msg["content"]
+        if isinstance(block, dict) and block.get("type") == "tool_result"
+    ]
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -561,10 +687,11 @@ class _Handler(BaseHTTPRequestHandler):
             emulator.responses.append((status, payload))
         if delay and emulator.stopping.wait(delay):
             return
-        data = json.dumps(payload).encode()
+        stream = status == 200 and streamed(rec) and payload.get("type") == "message"
+        data = sse_body(payload) if stream else json.dumps(payload).encode()
         try:
             self.send_response(status)
-            self.send_header("content-type", "application/json")
+            self.send_header("content-type", "text/event-stream" if stream else "application/json")
             self.send_header("content-length", str(len(data)))
             self.send_header("request-id", str(payload.get("request_id", payload.get("id", ""))))
             for name, value in extra.items():
