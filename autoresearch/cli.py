@@ -639,7 +639,8 @@ def serve(
     started.
     """
     prefect_file = prefect_file or srv.DEFAULT_DEPLOYMENTS
-    signal.signal(signal.SIGTERM, _interrupt)
+    for signum in (signal.SIGINT, signal.SIGTERM):  # also when started with SIGINT ignored
+        signal.signal(signum, _interrupt)
     children: list[Any] = []
     try:
         found = srv.connect_or_start(home, port, database)
@@ -671,11 +672,25 @@ def serve(
     except srv.ServerError as exc:
         _fail(exc)
     except KeyboardInterrupt:
-        console.print("stopping")
+        console.print("stopping the worker, then the server (Ctrl-C again: at once)")
     finally:
+        _stop_all(children, found)
+
+
+def _stop_all(children: list[Any], found: Any) -> None:
+    """The workers, then the server we started: each given a few seconds (a run in flight is
+    left to its study's repair); a second Ctrl-C (or SIGTERM) kills whatever is left at once."""
+    try:
         for child in children:
-            srv.stop_child(child)
+            srv.stop_child(child, grace_s=5)
         found.stop()
+    except KeyboardInterrupt:
+        for child in children:  # in our process group
+            if child.poll() is None:
+                child.kill()
+        if found.process is not None and found.process.poll() is None:  # leads its own group
+            os.killpg(found.process.pid, signal.SIGKILL)
+        found.stop(wait=False)
 
 
 @main.command()
@@ -756,7 +771,8 @@ def worker(
     POOL, in this clone. Each candidate is fetched from its study's `remote`, measured in a
     sandboxed worktree here, and its measurement sent back, signed; the campaign decides.
 
-    Talks to PREFECT_API_URL, the campaigns' server (on PostgreSQL for many workers), with its
+    Talks to PREFECT_API_URL (else a running `autoresearch serve`), the campaigns' server (on
+    PostgreSQL for many workers), with its
     credentials (--auth-file). Needs the campaign's signing key (--key-file): it runs only the
     tool's own `evaluate` flow for requests the campaign signed, and the campaign reads only
     measurements signed with it. Anything else on POOL (another deployment, pull steps, job
@@ -765,14 +781,12 @@ def worker(
     """
     from core.study import find_repo_root
 
-    api_url = os.environ.get("PREFECT_API_URL")
-    if not api_url or not srv.healthy(api_url):
-        _fail(click.ClickException(f"set PREFECT_API_URL to the campaigns' server ({api_url})"))
+    found, api_url = _served(None)
     root = find_repo_root(clone.resolve())
     if root is None:
         _fail(click.ClickException(f"{clone} is not inside a git clone of the studies' repository"))
     try:
-        auth = auth_file.read_text().strip() if auth_file else credentials.api_auth()
+        auth = auth_file.read_text().strip() if auth_file else found.auth
         key = credentials.signing_key(key_file=key_file)
         srv.pool_exists(api_url, pool, auth)  # a 401 now, not in the worker's log
     except (credentials.MissingSecret, srv.ServerError, OSError) as exc:
@@ -836,6 +850,21 @@ def _parse_params(params: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
+HOME_HELP = "The Prefect home of the `autoresearch serve` to talk to (default: PREFECT_HOME)."
+
+
+def _served(home: Path | None) -> tuple[Any, str]:
+    """The server a client command talks to (PREFECT_API_URL, else a running `serve`'s), said
+    on the terminal; none answering is an error that says how to start one."""
+    found = srv.served(home)
+    if found is None or not srv.healthy(found[0].api_url):
+        where = found[1] if found else "no PREFECT_API_URL and no running `autoresearch serve`"
+        _fail(click.ClickException(f"no Prefect server answers ({where}): `autoresearch serve`"))
+    server, how = found
+    console.print(f"[dim]Prefect server: {how}[/dim]", highlight=False)
+    return server, server.api_url
+
+
 def _deployment_name(study: str, flow_name: str) -> str:
     """STUDY is a study folder (its name is read from study.yaml) or a study's name."""
     if Path(study).exists():
@@ -851,22 +880,22 @@ def _deployment_name(study: str, flow_name: str) -> str:
     "--watch", is_flag=True, help="Follow the run to its end; exit 1 unless it completed."
 )
 @click.option("--flow", "flow_name", default="campaign", show_default=True)
-def trigger(study: str, params: tuple[str, ...], watch: bool, flow_name: str) -> None:
+@click.option("--home", type=click.Path(path_type=Path), help=HOME_HELP)
+def trigger(
+    study: str, params: tuple[str, ...], watch: bool, flow_name: str, home: Path | None
+) -> None:
     """Start a run of STUDY's deployment now (STUDY: its folder or its name).
 
-    Talks to PREFECT_API_URL, or to `autoresearch serve`'s default http://127.0.0.1:4200/api,
-    with the credentials in PREFECT_API_AUTH_STRING or the Prefect home's api-auth.
+    Talks to PREFECT_API_URL, else to the server of a running `autoresearch serve` (whatever
+    its --port and --home), with the credentials in PREFECT_API_AUTH_STRING or its home.
     """
     parameters = _parse_params(params)
     name = _deployment_name(study, flow_name)
-    api_url = os.environ.get("PREFECT_API_URL") or f"http://{srv.HOST}:{srv.DEFAULT_PORT}/api"
-    if not srv.healthy(api_url):
-        _fail(click.ClickException(f"no Prefect server answers at {api_url}: `autoresearch serve`"))
+    found, api_url = _served(home)
     from prefect.deployments import run_deployment
     from prefect.exceptions import ObjectNotFound
     from prefect.settings import temporary_settings
 
-    found = srv.Server(api_url, auth=credentials.api_auth())
     with temporary_settings(found.client_settings()):
         try:
             run = run_deployment(name, parameters=parameters, timeout=0, as_subflow=False)

@@ -170,9 +170,9 @@ class Server:
         if self._log is not None:
             self._log.close()
         if self.home is not None and self.process is not None:
-            record = self.home / SERVE_RECORD
-            if _recorded(record).get("pid") == self.process.pid:
-                record.unlink(missing_ok=True)
+            for record in {self.home / SERVE_RECORD, credentials.prefect_home() / SERVE_RECORD}:
+                if _recorded(record).get("pid") == self.process.pid:
+                    record.unlink(missing_ok=True)
 
     def log_tail(self, lines: int = 30) -> str:
         if not self.log_path or not self.log_path.exists():
@@ -180,10 +180,14 @@ class Server:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def record(self) -> None:
-        """Say where `autoresearch serve`'s server is, so that `autoresearch run` uses it."""
+        """Say where `autoresearch serve`'s server is, so that `run`, `trigger` and `worker`
+        use it: in its home, and (for a server started with another `--home`) in the home
+        they look in by default, pointing to it."""
         assert self.home is not None and self.process is not None
-        text = json.dumps({"api_url": self.api_url, "pid": self.process.pid})
-        atomic_write(self.home / SERVE_RECORD, text + "\n")
+        said = {"api_url": self.api_url, "pid": self.process.pid, "home": str(self.home)}
+        for home in {self.home, credentials.prefect_home()}:
+            credentials.private_home(home)
+            atomic_write(home / SERVE_RECORD, json.dumps(said) + "\n")
 
 
 def database_url(url: str) -> str:
@@ -284,12 +288,28 @@ def _recorded(path: Path) -> dict[str, Any]:
 
 
 def running_serve(home: Path) -> Server | None:
-    """The server `autoresearch serve` runs with this home, when it is up."""
+    """The server `autoresearch serve` runs with this home (or with the home this one's record
+    points to), when it is up; its credentials are in that home."""
     record = _recorded(home / SERVE_RECORD)
-    api_url = record.get("api_url")
+    api_url, own = record.get("api_url"), record.get("home")
     if isinstance(api_url, str) and healthy(api_url, timeout=1.0):
-        return Server(api_url, auth=credentials.api_auth(home))
+        where = Path(own) if isinstance(own, str) and own else home
+        return Server(api_url, auth=credentials.api_auth(where), home=where)
     return None
+
+
+def served(home: Path | None = None) -> tuple[Server, str] | None:
+    """The server a client command (`trigger`, `worker`) talks to, and how it was found:
+    PREFECT_API_URL, else the server of a running `autoresearch serve` (whatever its port and
+    home); None when there is neither."""
+    home = home or credentials.prefect_home()
+    api_url = os.environ.get("PREFECT_API_URL")
+    if api_url:
+        return Server(api_url, auth=credentials.api_auth(home)), f"{api_url} (PREFECT_API_URL)"
+    found = running_serve(home)
+    if found is None:
+        return None
+    return found, f"{found.api_url}, the server of `autoresearch serve` (home {found.home})"
 
 
 def for_command(home: Path | None = None) -> tuple[Server, str]:
