@@ -857,10 +857,12 @@ def _served(home: Path | None) -> tuple[Any, str]:
     """The server a client command talks to (PREFECT_API_URL, else a running `serve`'s), said
     on the terminal; none answering is an error that says how to start one."""
     found = srv.served(home)
-    if found is None or not srv.healthy(found[0].api_url):
-        where = found[1] if found else "no PREFECT_API_URL and no running `autoresearch serve`"
-        _fail(click.ClickException(f"no Prefect server answers ({where}): `autoresearch serve`"))
+    if found is None:
+        none = "no Prefect server: no PREFECT_API_URL and no running `autoresearch serve`"
+        _fail(click.ClickException(f"{none}; start one with `autoresearch serve`"))
     server, how = found
+    if not srv.healthy(server.api_url):
+        _fail(click.ClickException(f"no Prefect server answers at {how}: `autoresearch serve`"))
     console.print(f"[dim]Prefect server: {how}[/dim]", highlight=False)
     return server, server.api_url
 
