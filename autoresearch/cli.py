@@ -861,10 +861,20 @@ def _served(home: Path | None) -> tuple[Any, str]:
         none = "no Prefect server: no PREFECT_API_URL and no running `autoresearch serve`"
         _fail(click.ClickException(f"{none}; start one with `autoresearch serve`"))
     server, how = found
-    if not srv.healthy(server.api_url):
+    if not _answers(server.api_url):
         _fail(click.ClickException(f"no Prefect server answers at {how}: `autoresearch serve`"))
     console.print(f"[dim]Prefect server: {how}[/dim]", highlight=False)
     return server, server.api_url
+
+
+def _answers(api_url: str, patience_s: float = 8.0) -> bool:
+    """Whether the server answers its /health within a few seconds (a busy one is slow)."""
+    deadline = time.monotonic() + patience_s
+    while not srv.healthy(api_url, timeout=5.0):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+    return True
 
 
 def _deployment_name(study: str, flow_name: str) -> str:

@@ -424,7 +424,7 @@ def summary_markdown(study: Study, rows: list[Row], done: Exported) -> str:
         f"| {s.keep - 1} | {s.discard} | {s.crash} | ${s.cost_usd:.4f} |",
     ]
     lines += _story(metric.name, done)
-    lines += _suspects(rows)
+    lines += report.suspects_markdown(rows)
     return redact("\n".join(lines) + "\n")
 
 
@@ -451,23 +451,3 @@ def _story(metric: str, done: Exported) -> list[str]:
 
 def _number(keep: Keep) -> int:
     return keep.row.experiment
-
-
-def _suspects(rows: list[Row]) -> list[str]:
-    doubted = report.suspects(rows)
-    if not doubted:
-        return []
-    lines = [
-        "",
-        f"## Suspect keeps ({len(doubted)})",
-        "",
-        "The audit doubted these keeps and measured them again beside the champion they beat:",
-        "",
-        "| experiment | status | why, and what re-measuring found | hypothesis |",
-        "|---|---|---|---|",
-    ]
-    for r in doubted:
-        lines.append(
-            f"| {r.experiment} | {r.status} | {_cell(r.suspect)} | {_cell(r.description)} |"
-        )
-    return lines

@@ -166,7 +166,7 @@ def summary_markdown(
         f"Cost so far: **${s.cost_usd:.4f}** over {s.experiments} experiments "
         f"({tokens_in} tokens in, {tokens_out} out).",
     ]
-    lines += _suspects_markdown(rows)
+    lines += suspects_markdown(rows)
     lines += _proposers_markdown(proposers_frame(rows, metric.direction))
     lines += _pareto_markdown(pareto(study, rows))
     if chart:
@@ -209,7 +209,8 @@ def _pareto_markdown(found: Front | None) -> list[str]:
     return lines
 
 
-def _suspects_markdown(rows: list[Row]) -> list[str]:
+def suspects_markdown(rows: list[Row]) -> list[str]:
+    """The keeps the audit doubted (a markdown table; nothing when there are none)."""
     doubted = suspects(rows)
     if not doubted:
         return []

@@ -31,6 +31,7 @@ import pytest
 import yaml
 
 pytest.importorskip("selenium", reason="selenium is not installed: pip install -e '.[dev]'")
+pytestmark = pytest.mark.serial  # a browser's waits, a server and a worker: the machine alone
 
 from selenium import webdriver  # noqa: E402
 from selenium.common.exceptions import (  # noqa: E402
@@ -49,6 +50,7 @@ from core.ledger import Ledger  # noqa: E402
 from core.processes import group_alive, stop_group  # noqa: E402
 from core.study import load_study  # noqa: E402
 from tests.conftest import COOLING, ROOT, commit_all  # noqa: E402
+from tests.test_serve import wait_for  # noqa: E402
 
 AUTORESEARCH = str(Path(sys.executable).with_name("autoresearch"))
 CHROMIUM = "/usr/bin/chromium"
@@ -170,16 +172,6 @@ def _deployments_file(tmp: Path, study: Path) -> Path:
     return path
 
 
-def _wait(what: str, check: Callable[[], Any], timeout_s: float) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout_s:g}s waiting for {what}")
-
-
 @pytest.fixture(scope="module")
 def campaign(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Campaign]:
     tmp = tmp_path_factory.mktemp("browser")
@@ -190,6 +182,7 @@ def campaign(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Campaign]:
     home, port = tmp / "prefect-home", free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "ANTHROPIC_"))}
     env |= {
+        "PREFECT_HOME": str(home),  # its records stay in its own home, not the project's
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_WORKER_QUERY_SECONDS": "1",
         "PREFECT_WORKER_PREFETCH_SECONDS": "1",
@@ -211,7 +204,7 @@ def campaign(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Campaign]:
             assert serve.poll() is None, f"serve exited:\n{log.read_text()}"
             return "worker on work pool" in log.read_text()
 
-        _wait("autoresearch serve to start, deploy and run its worker", ready, 180)
+        wait_for("autoresearch serve to start, deploy and run its worker", ready, 180)
         record = json.loads((home / "serve.json").read_text())
         server_pid = int(record["pid"])
         api_url = f"http://127.0.0.1:{port}/api"
